@@ -1,0 +1,106 @@
+//! The one place where errors become what a client sees: a plain message and
+//! `extensions.code`. Internal causes are logged here, with their chain, and dropped.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+    },
+    parser::types::ExecutableDocument,
+};
+
+use crate::error::AppError;
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        if let Some(source) = err.internal_source() {
+            tracing::error!(code = err.code(), error = ?source, "request failed");
+        }
+        let code = err.code();
+        async_graphql::Error::new(err.client_message()).extend_with(|_, e| e.set("code", code))
+    }
+}
+
+fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
+    let has_code = err
+        .extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some());
+    if !has_code {
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    err
+}
+
+/// Gives the errors that async-graphql raises by itself the contract's codes.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        // What is left without a code failed while coercing a client's values (a variable
+        // that does not fit its argument, say): the client's input is at fault.
+        response.errors = response
+            .errors
+            .into_iter()
+            .map(|e| with_code(e, "BAD_USER_INPUT"))
+            .collect();
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let code = if is_limit_error(&e.message) {
+                        "QUERY_TOO_COMPLEX"
+                    } else {
+                        "GRAPHQL_VALIDATION_FAILED"
+                    };
+                    with_code(e, code)
+                })
+                .collect()
+        })
+    }
+}
+
+/// async-graphql's own limit errors ("Query is nested too deep.", "Query is too complex.").
+fn is_limit_error(message: &str) -> bool {
+    message.starts_with("Query is nested too deep") || message.starts_with("Query is too complex")
+}
+
+/// The code of a response's error, if it has one (for HTTP status decisions).
+pub fn error_code(err: &ServerError) -> Option<&str> {
+    match err.extensions.as_ref()?.get("code")? {
+        Value::String(code) => Some(code),
+        _ => None,
+    }
+}

@@ -1,0 +1,54 @@
+use async_graphql::{Context, ID, Object, Result, connection::Connection};
+
+use super::{
+    context::{loaders, viewer},
+    cursor::{self, List},
+    types::{Comment, DEFAULT_FIRST, Post, User, connection, page_size},
+};
+use crate::domain::{CommentId, PostId, UserId};
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// A user by id; null when there is none.
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
+        let id = UserId::parse(id.0).map_err(crate::error::AppError::from)?;
+        Ok(loaders(ctx)?.user(&id).await?.map(User))
+    }
+
+    /// All users, in no promised order. `first`: 0 to 100; `after`: a cursor of this list.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "DEFAULT_FIRST")] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, User>> {
+        let size = page_size(first)?;
+        let after_key = cursor::decode(List::Users, "", after.as_deref())?;
+        let page = loaders(ctx)?.users(size, after_key.as_ref()).await?;
+        Ok(connection(&page, List::Users, "", after.is_some(), |u| {
+            User(u.clone())
+        }))
+    }
+
+    /// A post by id; null when there is none.
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Post>> {
+        let id = PostId::parse(id.0).map_err(crate::error::AppError::from)?;
+        Ok(loaders(ctx)?.post(&id).await?.map(Post))
+    }
+
+    /// A comment by id; null when there is none.
+    async fn comment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Comment>> {
+        let id = CommentId::parse(id.0).map_err(crate::error::AppError::from)?;
+        Ok(loaders(ctx)?.comment(&id).await?.map(Comment))
+    }
+
+    /// The authenticated user; null when anonymous or not created yet.
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let Some(id) = viewer(ctx)?.id() else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)?.user(id).await?.map(User))
+    }
+}

@@ -1,0 +1,42 @@
+use async_graphql::{Context, ID, Object, Result};
+
+use super::{DateTime, Post, User};
+use crate::{domain, graphql::context::loaders};
+
+/// A comment on a post.
+pub struct Comment(pub domain::Comment);
+
+#[Object]
+impl Comment {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+
+    /// Equals `createdAt` until the first edit.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+
+    /// 1 on create, +1 per edit.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+
+    /// Null when the author no longer exists.
+    async fn author(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        Ok(loaders(ctx)?.user(&self.0.author_id).await?.map(User))
+    }
+
+    /// Null when the post no longer exists.
+    async fn post(&self, ctx: &Context<'_>) -> Result<Option<Post>> {
+        Ok(loaders(ctx)?.post(&self.0.post_id).await?.map(Post))
+    }
+}

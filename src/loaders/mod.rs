@@ -1,0 +1,233 @@
+//! Per-request DataLoaders: entity loaders (`BatchGetItem`) and page loaders (GSI `Query`).
+//!
+//! A fresh [`Loaders`] is built for every GraphQL request, so its caches never cross
+//! users or requests. Within a request, everything a loader has seen (an entity, or an
+//! item of a page) is cached: asking again costs no DynamoDB request.
+
+use std::{collections::HashMap, hash::Hash, sync::Arc};
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use futures::future::try_join_all;
+
+use crate::{
+    domain::{Comment, CommentId, PageSize, Post, PostId, User, UserId},
+    error::AppError,
+    storage::{Page, PageKey, Storage},
+};
+
+/// Matches `BatchGetItem`'s limit, so each batch is one request.
+const MAX_BATCH: usize = 100;
+
+/// A page request: whose list, how many, after which position.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageRequest<P> {
+    pub parent: P,
+    pub size: PageSize,
+    pub after: Option<PageKey>,
+}
+
+pub struct Loaders {
+    storage: Storage,
+    /// Users, posts and comments by id (the DataLoader keeps one batch per key type).
+    entities: DataLoader<Entities, HashMapCache>,
+    /// Pages of `user.posts` and `post.comments`.
+    pages: DataLoader<Pages, HashMapCache>,
+}
+
+impl Loaders {
+    pub fn new(storage: Storage) -> Self {
+        fn loader<T>(storage: &Storage) -> DataLoader<T, HashMapCache>
+        where
+            T: From<Storage> + Send + Sync + 'static,
+        {
+            DataLoader::with_cache(
+                T::from(storage.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_BATCH)
+        }
+        Self {
+            entities: loader(&storage),
+            pages: loader(&storage),
+            storage,
+        }
+    }
+
+    /// The storage handle of this request (its requests are counted with the loaders').
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub async fn user(&self, id: &UserId) -> Result<Option<User>, AppError> {
+        self.entities.load_one(id.clone()).await
+    }
+
+    pub async fn post(&self, id: &PostId) -> Result<Option<Post>, AppError> {
+        self.entities.load_one(id.clone()).await
+    }
+
+    pub async fn comment(&self, id: &CommentId) -> Result<Option<Comment>, AppError> {
+        self.entities.load_one(id.clone()).await
+    }
+
+    /// A page of a user's posts, newest first; its posts are cached for `post(id)`.
+    pub async fn posts_of_user(
+        &self,
+        request: PageRequest<UserId>,
+    ) -> Result<Arc<Page<Post>>, AppError> {
+        let page = self
+            .pages
+            .load_one(request)
+            .await?
+            .ok_or_else(missing_page)?;
+        let posts: Vec<Post> = page.items.iter().map(|(_, p)| p.clone()).collect();
+        self.prime_posts(posts).await;
+        Ok(page)
+    }
+
+    /// A page of a post's comments, oldest first; its comments are cached for `comment(id)`.
+    pub async fn comments_of_post(
+        &self,
+        request: PageRequest<PostId>,
+    ) -> Result<Arc<Page<Comment>>, AppError> {
+        let page = self
+            .pages
+            .load_one(request)
+            .await?
+            .ok_or_else(missing_page)?;
+        let comments: Vec<(CommentId, Comment)> = page
+            .items
+            .iter()
+            .map(|(_, c)| (c.id.clone(), c.clone()))
+            .collect();
+        self.entities.feed_many(comments).await;
+        Ok(page)
+    }
+
+    /// A page of all users; its users are cached for `user(id)`.
+    pub async fn users(
+        &self,
+        size: PageSize,
+        after: Option<&PageKey>,
+    ) -> Result<Page<User>, AppError> {
+        let page = self.storage.users_page(size, after).await?;
+        let users: Vec<User> = page.items.iter().map(|(_, u)| u.clone()).collect();
+        self.prime_users(users).await;
+        Ok(page)
+    }
+
+    pub async fn prime_users(&self, users: Vec<User>) {
+        self.entities
+            .feed_many(users.into_iter().map(|u| (u.id.clone(), u)))
+            .await;
+    }
+
+    pub async fn prime_posts(&self, posts: Vec<Post>) {
+        self.entities
+            .feed_many(posts.into_iter().map(|p| (p.id.clone(), p)))
+            .await;
+    }
+}
+
+fn missing_page() -> AppError {
+    AppError::internal(anyhow::anyhow!(
+        "a page loader returned no page for its key"
+    ))
+}
+
+/// Loads entities by id with `BatchGetItem`. One type serves the three entity kinds.
+pub struct Entities(Storage);
+
+impl From<Storage> for Entities {
+    fn from(storage: Storage) -> Self {
+        Self(storage)
+    }
+}
+
+impl Loader<UserId> for Entities {
+    type Value = User;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+        self.0.users_by_id(keys).await
+    }
+}
+
+impl Loader<PostId> for Entities {
+    type Value = Post;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
+        self.0.posts_by_id(keys).await
+    }
+}
+
+impl Loader<CommentId> for Entities {
+    type Value = Comment;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
+        self.0.comments_by_id(keys).await
+    }
+}
+
+/// Loads pages of a GSI: one `Query` per distinct (parent, size, after), run concurrently.
+pub struct Pages(Storage);
+
+impl From<Storage> for Pages {
+    fn from(storage: Storage) -> Self {
+        Self(storage)
+    }
+}
+
+async fn load_pages<P, T, F, Fut>(
+    keys: &[PageRequest<P>],
+    query: F,
+) -> Result<HashMap<PageRequest<P>, Arc<Page<T>>>, AppError>
+where
+    P: Clone + Eq + Hash,
+    F: Fn(PageRequest<P>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, AppError>>,
+{
+    let pages = try_join_all(keys.iter().map(|key| {
+        let page = query(key.clone());
+        async move { Ok::<_, AppError>((key.clone(), Arc::new(page.await?))) }
+    }))
+    .await?;
+    Ok(pages.into_iter().collect())
+}
+
+impl Loader<PageRequest<UserId>> for Pages {
+    type Value = Arc<Page<Post>>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PageRequest<UserId>],
+    ) -> Result<HashMap<PageRequest<UserId>, Self::Value>, AppError> {
+        load_pages(keys, |k| async move {
+            self.0
+                .posts_of_user(&k.parent, k.size, k.after.as_ref())
+                .await
+        })
+        .await
+    }
+}
+
+impl Loader<PageRequest<PostId>> for Pages {
+    type Value = Arc<Page<Comment>>;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[PageRequest<PostId>],
+    ) -> Result<HashMap<PageRequest<PostId>, Self::Value>, AppError> {
+        load_pages(keys, |k| async move {
+            self.0
+                .comments_of_post(&k.parent, k.size, k.after.as_ref())
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,88 @@
+use std::{process::ExitCode, time::Duration};
+
+use blog_graphql::{
+    app::App,
+    auth::Authenticator,
+    config::{Cli, Command, Config},
+    domain::UserId,
+    graphql, seed,
+    storage::Storage,
+    telemetry,
+};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let app = App::build(Config::from(args)).await?;
+            tracing::info!(port = app.port(), "serving GraphQL on /graphql");
+            app.run(shutdown_signal()).await?;
+        }
+        Command::CreateTables(args) => {
+            let storage = Storage::connect(&args.dynamo).await?;
+            storage.create_tables().await?;
+            let t = storage.tables();
+            println!("tables ready: {}, {}, {}", t.users, t.posts, t.comments);
+        }
+        Command::Seed(args) => {
+            let storage = Storage::connect(&args.dynamo).await?;
+            let seeded = seed::seed(&storage).await?;
+            if !seeded.fresh {
+                println!("demo data is there already");
+            }
+            for user in &seeded.users {
+                println!("user {:<8} {}", user.id, user.username);
+            }
+            for post in &seeded.posts {
+                println!(
+                    "post {:<10} by {:<8} {}",
+                    post.id, post.author_id, post.title
+                );
+            }
+        }
+        Command::ExportSchema => print!("{}", graphql::sdl()),
+        Command::Token(args) => {
+            let user = UserId::parse(args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+            let auth = Authenticator::hs256(&args.auth.jwt_secret);
+            let ttl = Duration::from_secs(u64::from(args.hours) * 3600);
+            println!("{}", auth.mint(&user, ttl)?);
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what container runtimes send) starts a graceful shutdown.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

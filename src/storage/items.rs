@@ -1,0 +1,313 @@
+//! Items as they are stored (Da Vinci's attribute names and formats) and their
+//! conversion to and from the domain types.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, anyhow};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Comment, CommentId, Post, PostId, User, UserId};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Da Vinci's DATETIME: Unix epoch seconds as a Number, with a fraction. We write
+/// microseconds; we read any number.
+fn to_epoch(at: DateTime<Utc>) -> f64 {
+    at.timestamp() as f64 + f64::from(at.timestamp_subsec_micros()) / 1e6
+}
+
+fn from_epoch(seconds: f64) -> anyhow::Result<DateTime<Utc>> {
+    // Rounded to the microsecond, so a value we wrote reads back exactly.
+    let micros = (seconds * 1e6).round();
+    if !micros.is_finite() || micros.abs() > i64::MAX as f64 {
+        return Err(anyhow!("timestamp {seconds} is out of range"));
+    }
+    DateTime::from_timestamp_micros(micros as i64)
+        .ok_or_else(|| anyhow!("timestamp {seconds} is out of range"))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UserRecord {
+    user_id: String,
+    username: String,
+    email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PostRecord {
+    post_id: String,
+    user_id: String,
+    title: String,
+    content: String,
+    created_at: f64,
+    // The three below are ours: items written by Da Vinci lack them.
+    #[serde(default)]
+    updated_at: Option<f64>,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    comment_count: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommentRecord {
+    comment_id: String,
+    post_id: String,
+    user_id: String,
+    content: String,
+    created_at: f64,
+    #[serde(default)]
+    updated_at: Option<f64>,
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(item: Item, what: &str) -> anyhow::Result<T> {
+    serde_dynamo::from_item(item).with_context(|| format!("a stored {what} item is malformed"))
+}
+
+fn encode<T: Serialize>(record: &T) -> anyhow::Result<Item> {
+    Ok(serde_dynamo::to_item(record)?)
+}
+
+pub(crate) fn user_from_item(item: Item) -> anyhow::Result<User> {
+    let r: UserRecord = decode(item, "user")?;
+    Ok(User {
+        id: UserId::from_stored(r.user_id),
+        username: r.username,
+        email: r.email,
+        created_at: r.created_at.map(from_epoch).transpose()?,
+    })
+}
+
+pub(crate) fn user_to_item(user: &User) -> anyhow::Result<Item> {
+    encode(&UserRecord {
+        user_id: user.id.to_string(),
+        username: user.username.clone(),
+        email: user.email.clone(),
+        created_at: user.created_at.map(to_epoch),
+    })
+}
+
+pub(crate) fn post_from_item(item: Item) -> anyhow::Result<Post> {
+    let r: PostRecord = decode(item, "post")?;
+    let created_at = from_epoch(r.created_at)?;
+    Ok(Post {
+        id: PostId::from_stored(r.post_id),
+        author_id: UserId::from_stored(r.user_id),
+        title: r.title,
+        content: r.content,
+        created_at,
+        updated_at: r
+            .updated_at
+            .map(from_epoch)
+            .transpose()?
+            .unwrap_or(created_at),
+        version: r.version.unwrap_or(1),
+        comment_count: r.comment_count.unwrap_or(0),
+    })
+}
+
+pub(crate) fn post_to_item(post: &Post) -> anyhow::Result<Item> {
+    encode(&PostRecord {
+        post_id: post.id.to_string(),
+        user_id: post.author_id.to_string(),
+        title: post.title.clone(),
+        content: post.content.clone(),
+        created_at: to_epoch(post.created_at),
+        updated_at: Some(to_epoch(post.updated_at)),
+        version: Some(post.version),
+        comment_count: Some(post.comment_count),
+    })
+}
+
+pub(crate) fn comment_from_item(item: Item) -> anyhow::Result<Comment> {
+    let r: CommentRecord = decode(item, "comment")?;
+    let created_at = from_epoch(r.created_at)?;
+    Ok(Comment {
+        id: CommentId::from_stored(r.comment_id),
+        post_id: PostId::from_stored(r.post_id),
+        author_id: UserId::from_stored(r.user_id),
+        content: r.content,
+        created_at,
+        updated_at: r
+            .updated_at
+            .map(from_epoch)
+            .transpose()?
+            .unwrap_or(created_at),
+        version: r.version.unwrap_or(1),
+    })
+}
+
+pub(crate) fn comment_to_item(comment: &Comment) -> anyhow::Result<Item> {
+    encode(&CommentRecord {
+        comment_id: comment.id.to_string(),
+        post_id: comment.post_id.to_string(),
+        user_id: comment.author_id.to_string(),
+        content: comment.content.clone(),
+        created_at: to_epoch(comment.created_at),
+        updated_at: Some(to_epoch(comment.updated_at)),
+        version: Some(comment.version),
+    })
+}
+
+/// One key attribute of a page position, in DynamoDB's own spelling.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyPart {
+    S(String),
+    N(String),
+}
+
+/// A position in a list: the key of an item, as DynamoDB's `ExclusiveStartKey` takes it.
+/// It holds no AWS types, so the layers above can carry it inside an opaque cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PageKey(BTreeMap<String, KeyPart>);
+
+impl PageKey {
+    /// The key attributes `names` of a stored item.
+    pub(crate) fn of_item(item: &Item, names: &[&str]) -> anyhow::Result<Self> {
+        names
+            .iter()
+            .map(|name| {
+                let part = match item.get(*name) {
+                    Some(AttributeValue::S(s)) => KeyPart::S(s.clone()),
+                    Some(AttributeValue::N(n)) => KeyPart::N(n.clone()),
+                    _ => return Err(anyhow!("stored item lacks its key attribute {name}")),
+                };
+                Ok(((*name).to_owned(), part))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Self)
+    }
+
+    /// Checks that this key is a position in the list whose key attributes are `names`
+    /// (numbers where the schema has numbers) and whose partition attribute is `partition`.
+    pub(crate) fn check(
+        &self,
+        names: &[(&str, bool)],
+        partition: Option<(&str, &str)>,
+    ) -> Result<(), ()> {
+        if self.0.len() != names.len() {
+            return Err(());
+        }
+        for (name, numeric) in names {
+            match (self.0.get(*name), numeric) {
+                (Some(KeyPart::S(s)), false) if !s.is_empty() && s.len() <= 2048 => {}
+                (Some(KeyPart::N(n)), true) if n.len() <= 40 && n.parse::<f64>().is_ok() => {}
+                _ => return Err(()),
+            }
+        }
+        match partition {
+            Some((name, value)) if self.0.get(name) != Some(&KeyPart::S(value.to_owned())) => {
+                Err(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn to_item(&self) -> Item {
+        self.0
+            .iter()
+            .map(|(name, part)| {
+                let value = match part {
+                    KeyPart::S(s) => AttributeValue::S(s.clone()),
+                    KeyPart::N(n) => AttributeValue::N(n.clone()),
+                };
+                (name.clone(), value)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(json: &str) -> Item {
+        let value: serde_json::Value = serde_json::from_str(json).expect("json");
+        let map = value.as_object().expect("object");
+        map.iter()
+            .map(|(k, v)| {
+                let av = if let Some(s) = v.get("S") {
+                    AttributeValue::S(s.as_str().expect("s").to_owned())
+                } else {
+                    AttributeValue::N(v["N"].as_str().expect("n").to_owned())
+                };
+                (k.clone(), av)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_da_vinci_items() {
+        let user = user_from_item(item(
+            r#"{"UserId":{"S":"user-1"},"Username":{"S":"alice"},"Email":{"S":"alice@example.com"}}"#,
+        ))
+        .expect("user");
+        assert_eq!(user.created_at, None);
+        let post = post_from_item(item(
+            r#"{"PostId":{"S":"post-0001"},"UserId":{"S":"user-1"},"Title":{"S":"My First Post"},"Content":{"S":"Hello, world!"},"CreatedAt":{"N":"1735732800"}}"#,
+        ))
+        .expect("post");
+        assert_eq!(post.created_at.to_rfc3339(), "2025-01-01T12:00:00+00:00");
+        assert_eq!(
+            (post.updated_at, post.version, post.comment_count),
+            (post.created_at, 1, 0)
+        );
+        let comment = comment_from_item(item(
+            r#"{"CommentId":{"S":"comment-0001"},"PostId":{"S":"post-0001"},"UserId":{"S":"user-1"},"Content":{"S":"Great post!"},"CreatedAt":{"N":"1735732802.5"}}"#,
+        ))
+        .expect("comment");
+        assert_eq!(comment.created_at.timestamp_subsec_micros(), 500_000);
+    }
+
+    #[test]
+    fn a_missing_required_attribute_is_an_error() {
+        let missing_title = item(
+            r#"{"PostId":{"S":"p"},"UserId":{"S":"u"},"Content":{"S":"c"},"CreatedAt":{"N":"1"}}"#,
+        );
+        assert!(post_from_item(missing_title).is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_microseconds() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid");
+        assert_eq!(from_epoch(to_epoch(at)).expect("in range"), at);
+        let stored = post_to_item(&Post {
+            id: PostId::from_stored("p".into()),
+            author_id: UserId::from_stored("u".into()),
+            title: "t".into(),
+            content: "c".into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+            comment_count: 0,
+        })
+        .expect("encodes");
+        assert_eq!(
+            stored["CreatedAt"],
+            AttributeValue::N("1764000000.123456".into())
+        );
+    }
+
+    #[test]
+    fn page_keys_are_checked() {
+        let key = PageKey::of_item(
+            &item(r#"{"PostId":{"S":"p"},"UserId":{"S":"u"},"CreatedAt":{"N":"1.5"}}"#),
+            &["PostId", "UserId", "CreatedAt"],
+        )
+        .expect("key");
+        let names = [("PostId", false), ("UserId", false), ("CreatedAt", true)];
+        assert!(key.check(&names, Some(("UserId", "u"))).is_ok());
+        assert!(key.check(&names, Some(("UserId", "other"))).is_err());
+        assert!(key.check(&names[..2], None).is_err());
+    }
+}

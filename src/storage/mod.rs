@@ -1,0 +1,165 @@
+//! The only module that knows tables, keys, indexes and the AWS SDK.
+//!
+//! Every call returns domain types or an [`AppError`]; SDK errors are sorted here into
+//! "DynamoDB is unavailable" and "something is wrong", with the AWS details kept for the log.
+
+mod batch;
+mod comments;
+mod cost;
+mod items;
+mod pages;
+mod posts;
+mod tables;
+mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_sdk_dynamodb::{
+    Client,
+    error::{ProvideErrorMetadata, SdkError},
+    types::ConsumedCapacity,
+};
+
+pub use cost::{CostRecorder, CostReport};
+pub use items::{KeyPart, PageKey};
+pub use pages::Page;
+pub use tables::Tables;
+
+use crate::{config::DynamoArgs, error::AppError};
+
+/// A handle on the blog's tables. Cheap to clone; a clone made by [`Storage::with_cost`]
+/// also counts its requests for one GraphQL request.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    client: Client,
+    tables: Arc<Tables>,
+    cost: Option<Arc<CostRecorder>>,
+}
+
+impl Storage {
+    /// Builds a client from the standard AWS configuration chain, with `settings` on top.
+    pub async fn connect(settings: &DynamoArgs) -> anyhow::Result<Self> {
+        let tables = Tables::new(&settings.app_name, &settings.deployment_id)?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            // A hung DynamoDB must not hang a client: fail an attempt after a few seconds and
+            // the whole operation (retries included) well inside the HTTP request timeout.
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        );
+        let region_in_env = std::env::var_os("AWS_REGION").is_some()
+            || std::env::var_os("AWS_DEFAULT_REGION").is_some();
+        match &settings.region {
+            Some(region) => loader = loader.region(Region::new(region.clone())),
+            // A local endpoint does not care about the region; don't go looking for one.
+            None if settings.endpoint_url.is_some() && !region_in_env => {
+                loader = loader.region(Region::from_static("us-east-1"));
+            }
+            None => {}
+        }
+        if let Some(endpoint) = &settings.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+            // DynamoDB Local takes any credentials; spare local users from configuring some.
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                && std::env::var_os("AWS_PROFILE").is_none()
+            {
+                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local", "local", None, None, "local",
+                ));
+            }
+        }
+        let sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            anyhow::bail!("no AWS region is configured: set AWS_REGION");
+        }
+        Ok(Self::from_client(Client::new(&sdk_config), tables))
+    }
+
+    pub fn from_client(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables: Arc::new(tables),
+            cost: None,
+        }
+    }
+
+    /// A handle whose requests are also counted in `recorder`.
+    pub fn with_cost(&self, recorder: Arc<CostRecorder>) -> Self {
+        Self {
+            cost: Some(recorder),
+            ..self.clone()
+        }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    pub async fn create_tables(&self) -> anyhow::Result<()> {
+        tables::create_tables(&self.client, &self.tables)
+            .await
+            .context("creating the tables")
+    }
+
+    pub async fn delete_tables(&self) -> anyhow::Result<()> {
+        tables::delete_tables(&self.client, &self.tables).await
+    }
+
+    /// Whether DynamoDB answers and the tables are there.
+    pub async fn ping(&self) -> Result<(), AppError> {
+        self.client
+            .describe_table()
+            .table_name(&self.tables.users)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("DescribeTable", e))
+    }
+
+    fn record(&self, operation: &'static str, consumed: &[ConsumedCapacity]) {
+        if let Some(cost) = &self.cost {
+            cost.record(operation, consumed);
+        }
+    }
+}
+
+/// Sorts an SDK error: DynamoDB out of reach, throttling or failing on its side is
+/// `SERVICE_UNAVAILABLE`; anything else is a bug or a misconfiguration, `INTERNAL_SERVER_ERROR`.
+fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> AppError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let unavailable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    };
+    let source = anyhow::Error::new(err).context(format!("DynamoDB {operation} failed"));
+    if unavailable {
+        AppError::unavailable(source)
+    } else {
+        AppError::internal(source)
+    }
+}
+
+/// Full-jitter exponential backoff: a random wait up to `base * 2^attempt`, capped.
+fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1 << attempt.min(16)).min(cap);
+    ceiling.mul_f64(fastrand::f64())
+}

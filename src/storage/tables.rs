@@ -1,0 +1,196 @@
+//! Table names and definitions, exactly as Da Vinci lays them out.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aws_sdk_dynamodb::{
+    Client,
+    types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
+        KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    },
+};
+
+pub(crate) const USER_POSTS_INDEX: &str = "user_posts_index";
+pub(crate) const POST_COMMENTS_INDEX: &str = "post_comments_index";
+
+/// The physical table names of one deployment: `{app_name}-{deployment_id}-{table}`.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    pub users: String,
+    pub posts: String,
+    pub comments: String,
+}
+
+impl Tables {
+    pub fn new(app_name: &str, deployment_id: &str) -> anyhow::Result<Self> {
+        let name = |table: &str| -> anyhow::Result<String> {
+            let name = format!("{app_name}-{deployment_id}-{table}");
+            // DynamoDB's own rule for table names.
+            let valid = (3..=255).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                bail!(
+                    "table name {name:?} is not valid: DA_VINCI_APP_NAME and DA_VINCI_DEPLOYMENT_ID \
+                     may use letters, digits, '_', '-' and '.' only"
+                );
+            }
+            Ok(name)
+        };
+        Ok(Self {
+            users: name("users")?,
+            posts: name("posts")?,
+            comments: name("comments")?,
+        })
+    }
+
+    fn specs(&self) -> [TableSpec<'_>; 3] {
+        [
+            TableSpec {
+                name: &self.users,
+                key: "UserId",
+                index: None,
+            },
+            TableSpec {
+                name: &self.posts,
+                key: "PostId",
+                index: Some((USER_POSTS_INDEX, "UserId", "CreatedAt")),
+            },
+            TableSpec {
+                name: &self.comments,
+                key: "CommentId",
+                index: Some((POST_COMMENTS_INDEX, "PostId", "CreatedAt")),
+            },
+        ]
+    }
+}
+
+struct TableSpec<'a> {
+    name: &'a str,
+    key: &'static str,
+    /// (index name, partition key S, sort key N), projection ALL.
+    index: Option<(&'static str, &'static str, &'static str)>,
+}
+
+fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()?)
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()?)
+}
+
+/// Creates every missing table (with its index) and waits until all are ACTIVE.
+/// Safe to run again and from several processes at once.
+pub(crate) async fn create_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
+    for spec in tables.specs() {
+        if describe(client, spec.name).await?.is_none() {
+            create(client, &spec).await?;
+            tracing::info!(table = spec.name, "created table");
+        }
+    }
+    for spec in tables.specs() {
+        wait_active(client, spec.name).await?;
+    }
+    Ok(())
+}
+
+async fn describe(
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<Option<aws_sdk_dynamodb::types::TableDescription>> {
+    match client.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(out.table),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(anyhow::Error::new(err).context(format!("describing table {name}"))),
+    }
+}
+
+async fn create(client: &Client, spec: &TableSpec<'_>) -> anyhow::Result<()> {
+    let mut request = client
+        .create_table()
+        .table_name(spec.name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(spec.key, KeyType::Hash)?)
+        .attribute_definitions(attribute(spec.key, ScalarAttributeType::S)?);
+    if let Some((index, partition, sort)) = spec.index {
+        request = request
+            .attribute_definitions(attribute(partition, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(sort, ScalarAttributeType::N)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index)
+                    .key_schema(key(partition, KeyType::Hash)?)
+                    .key_schema(key(sort, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        // Another process created it between our describe and create.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(anyhow::Error::new(err).context(format!("creating table {}", spec.name))),
+    }
+}
+
+async fn wait_active(client: &Client, name: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let table = describe(client, name)
+            .await?
+            .with_context(|| format!("table {name} disappeared while waiting for it"))?;
+        let indexes_active = table
+            .global_secondary_indexes()
+            .iter()
+            .all(|i| i.index_status() == Some(&IndexStatus::Active));
+        if table.table_status() == Some(&TableStatus::Active) && indexes_active {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("table {name} did not become ACTIVE within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Deletes the tables (tests clean up after themselves with this).
+pub(crate) async fn delete_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
+    for spec in tables.specs() {
+        match client.delete_table().table_name(spec.name).send().await {
+            Ok(_) => {}
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("deleting {}", spec.name)));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The test harness: one DynamoDB Local for the whole run (started here when
+//! `AWS_ENDPOINT_URL_DYNAMODB` is unset), and for each test its own tables and its own
+//! server on a free port.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use aws_sdk_dynamodb::{
+    Client,
+    config::{BehaviorVersion, Credentials, Region},
+    types::AttributeValue,
+};
+use blog_graphql::{
+    app::App,
+    auth::Authenticator,
+    config::{Config, DynamoArgs, Secret},
+    domain::{Comment, CommentId, Post, PostId, User, UserId},
+    storage::Storage,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret-0123456789";
+
+struct DynamoDbLocal {
+    endpoint: String,
+    /// Holds the stdin pipe of the wrapper shell: when the test process exits, for
+    /// whatever reason, the pipe closes and the wrapper stops Java. No orphans.
+    _guard: Option<Child>,
+}
+
+static DYNAMODB: OnceLock<DynamoDbLocal> = OnceLock::new();
+
+/// The endpoint of the run's DynamoDB Local.
+pub fn dynamodb_endpoint() -> &'static str {
+    &DYNAMODB.get_or_init(start_dynamodb_local).endpoint
+}
+
+fn start_dynamodb_local() -> DynamoDbLocal {
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
+        return DynamoDbLocal {
+            endpoint,
+            _guard: None,
+        };
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = Command::new(format!("{root}/scripts/dynamodb-local.sh"))
+        .arg("jar-dir")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/dynamodb-local.sh runs");
+    assert!(output.status.success(), "installing DynamoDB Local failed");
+    let dir = String::from_utf8(output.stdout).expect("utf-8 path");
+    let dir = dir.trim();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let script = format!(
+        "java -Djava.library.path='{dir}/DynamoDBLocal_lib' -jar '{dir}/DynamoDBLocal.jar' \
+         -sharedDb -inMemory -disableTelemetry -port {port} >/dev/null 2>&1 & \
+         java=$!; read -r _; kill $java"
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("java starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "DynamoDB Local did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    DynamoDbLocal {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _guard: Some(child),
+    }
+}
+
+/// A raw SDK client on the test DynamoDB, for what a test does behind the server's back.
+pub fn raw_client() -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(dynamodb_endpoint())
+        .region(Region::from_static("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+        .build();
+    Client::from_conf(config)
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub storage: Storage,
+    pub http: reqwest::Client,
+    pub auth: Authenticator,
+}
+
+/// Settings of a test: its own table prefix on the shared DynamoDB Local.
+pub fn test_settings(endpoint: &str) -> DynamoArgs {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    DynamoArgs {
+        app_name: format!("t{}", &unique[..12]),
+        deployment_id: "test".into(),
+        endpoint_url: Some(endpoint.to_owned()),
+        region: Some("us-east-1".into()),
+    }
+}
+
+pub fn test_config(dynamo: DynamoArgs) -> Config {
+    Config {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        jwt_secret: SECRET.parse::<Secret>().expect("long enough"),
+        dynamo,
+    }
+}
+
+/// A server on its own tables, created and empty.
+pub async fn spawn_app() -> TestApp {
+    let settings = test_settings(dynamodb_endpoint());
+    let storage = Storage::connect(&settings).await.expect("storage");
+    storage.create_tables().await.expect("tables");
+    spawn_app_on(test_config(settings), storage).await
+}
+
+/// A server over the given storage (which a test may point anywhere).
+pub async fn spawn_app_on(config: Config, storage: Storage) -> TestApp {
+    let app = App::build_with_storage(&config, storage.clone())
+        .await
+        .expect("app builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run(std::future::pending()));
+    TestApp {
+        url,
+        storage,
+        http: reqwest::Client::new(),
+        auth: Authenticator::hs256(&config.jwt_secret),
+    }
+}
+
+/// The canonical operations of API.md, chosen by name.
+pub const OPERATIONS: &str = include_str!("operations.graphql");
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        self.auth
+            .mint(&UserId::parse(user).expect("id"), Duration::from_secs(600))
+            .expect("token")
+    }
+
+    /// Sends a request and returns the raw response.
+    pub async fn post(&self, body: &Value, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .header("content-type", "application/json")
+            .header("x-dynamodb-cost", "1")
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Runs a query (or mutation) and returns the whole response body, with the
+    /// DynamoDB cost taken out into the second value.
+    pub async fn run(&self, query: &str, variables: Value, token: Option<&str>) -> (Value, Value) {
+        let response = self
+            .post(&json!({ "query": query, "variables": variables }), token)
+            .await;
+        assert_eq!(response.status(), 200, "status of {query}");
+        let mut body: Value = response.json().await.expect("json body");
+        let cost = body
+            .as_object_mut()
+            .and_then(|o| o.remove("extensions"))
+            .map(|mut e| e["dynamodb"].take())
+            .unwrap_or(Value::Null);
+        (body, cost)
+    }
+
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        self.run(query, variables, None).await.0
+    }
+
+    pub async fn query_as(&self, user: &str, query: &str, variables: Value) -> Value {
+        let token = self.token(user);
+        self.run(query, variables, Some(&token)).await.0
+    }
+
+    /// Runs one of API.md's canonical operations by name.
+    pub async fn operation(
+        &self,
+        name: &str,
+        variables: Value,
+        user: Option<&str>,
+    ) -> (Value, Value) {
+        let token = user.map(|u| self.token(u));
+        let body = json!({ "query": OPERATIONS, "operationName": name, "variables": variables });
+        let response = self.post(&body, token.as_deref()).await;
+        assert_eq!(response.status(), 200, "status of {name}");
+        let mut body: Value = response.json().await.expect("json body");
+        let cost = body
+            .as_object_mut()
+            .and_then(|o| o.remove("extensions"))
+            .map(|mut e| e["dynamodb"].take())
+            .unwrap_or(Value::Null);
+        (body, cost)
+    }
+
+    pub async fn add_user(&self, id: &str, name: &str) -> User {
+        let user = User {
+            id: UserId::parse(id).expect("id"),
+            username: name.into(),
+            email: format!("{name}@example.com"),
+            created_at: Some(at(0)),
+        };
+        self.storage.create_user(&user).await.expect("user written");
+        user
+    }
+
+    /// A post whose `createdAt` is `minute` minutes after a fixed instant.
+    pub async fn add_post(&self, id: &str, author: &str, minute: i64) -> Post {
+        let post = Post {
+            id: PostId::parse(id).expect("id"),
+            author_id: UserId::parse(author).expect("id"),
+            title: format!("Title of {id}"),
+            content: format!("Content of {id}"),
+            created_at: at(minute),
+            updated_at: at(minute),
+            version: 1,
+            comment_count: 0,
+        };
+        self.storage.create_post(&post).await.expect("post written");
+        post
+    }
+
+    pub async fn add_comment(&self, id: &str, post: &str, author: &str, minute: i64) -> Comment {
+        let comment = Comment {
+            id: CommentId::parse(id).expect("id"),
+            post_id: PostId::parse(post).expect("id"),
+            author_id: UserId::parse(author).expect("id"),
+            content: format!("Comment {id}"),
+            created_at: at(minute),
+            updated_at: at(minute),
+            version: 1,
+        };
+        self.storage
+            .add_comment(&comment)
+            .await
+            .expect("comment written");
+        comment
+    }
+
+    /// Every item of one of this test's tables, as stored.
+    pub async fn scan(
+        &self,
+        table: &str,
+    ) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let tables = self.storage.tables();
+        let name = match table {
+            "users" => &tables.users,
+            "posts" => &tables.posts,
+            "comments" => &tables.comments,
+            other => panic!("no table {other}"),
+        };
+        raw_client()
+            .scan()
+            .table_name(name)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default()
+    }
+}
+
+/// A fixed instant plus `minute` minutes: 2025-01-01T12:00:00Z + minute.
+pub fn at(minute: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_735_732_800 + minute * 60, 0).expect("valid")
+}
+
+/// The RFC 3339 text the API gives for [`at`].
+pub fn at_text(minute: i64) -> String {
+    at(minute).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

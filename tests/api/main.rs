@@ -1,0 +1,9 @@
+//! Integration tests: the server over a real DynamoDB Local, driven over HTTP.
+
+mod cost;
+mod davinci;
+mod helpers;
+mod http;
+mod mutations;
+mod queries;
+mod schema;
