@@ -35,7 +35,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let storage = Storage::connect(&args.dynamo).await?;
             storage.create_tables().await?;
             let t = storage.tables();
-            println!("tables ready: {}, {}, {}", t.users, t.posts, t.comments);
+            println!(
+                "tables ready: {}, {}, {}, {}",
+                t.users, t.posts, t.comments, t.usernames
+            );
         }
         Command::Seed(args) => {
             let storage = Storage::connect(&args.dynamo).await?;

@@ -6,8 +6,8 @@ use super::{
 };
 use crate::{
     domain::{
-        self, CommentContent, Email, NewComment, NewPost, NewUser, PostContent, PostId, Title,
-        Username,
+        self, CommentContent, CommentId, Email, NewComment, NewPost, NewUser, PostContent, PostId,
+        Title, Username,
     },
     error::AppError,
 };
@@ -27,6 +27,24 @@ pub struct CreatePostInput {
     title: String,
     /// Up to 64 KiB, not blank.
     content: String,
+}
+
+#[derive(InputObject)]
+pub struct UpdateUserInput {
+    /// 3 to 32 letters, digits, `_` or `-`; unique regardless of case.
+    username: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdatePostInput {
+    /// 1 to 200 characters, not blank.
+    title: Option<String>,
+    /// Up to 64 KiB, not blank.
+    content: Option<String>,
+    /// When given, the edit applies only if the post is still at this version;
+    /// otherwise `CONFLICT`, with the current version in the message.
+    expected_version: Option<i64>,
 }
 
 #[derive(InputObject)]
@@ -53,6 +71,30 @@ impl Mutation {
         Ok(User(user))
     }
 
+    /// Changes the viewer's username and/or email. A taken username is `CONFLICT`.
+    async fn update_user(&self, ctx: &Context<'_>, input: UpdateUserInput) -> Result<User> {
+        let id = viewer(ctx)?.require()?.clone();
+        let username = input
+            .username
+            .as_deref()
+            .map(Username::parse)
+            .transpose()
+            .map_err(AppError::from)?;
+        let email = input
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .map_err(AppError::from)?;
+        if username.is_none() && email.is_none() {
+            return Err(nothing_to_change("username, email").into());
+        }
+        let loaders = loaders(ctx)?;
+        let user = loaders.storage().update_user(&id, username, email).await?;
+        loaders.prime_users(vec![user.clone()]).await;
+        Ok(User(user))
+    }
+
     /// Creates a post written by the viewer.
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> Result<Post> {
         let author_id = viewer(ctx)?.require()?.clone();
@@ -68,6 +110,76 @@ impl Mutation {
         Ok(Post(post))
     }
 
+    /// Edits a post; only its author may. `version` grows by one.
+    async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> Result<Post> {
+        let author = viewer(ctx)?.require()?.clone();
+        let id = PostId::parse(id.0).map_err(AppError::from)?;
+        let title = input
+            .title
+            .as_deref()
+            .map(Title::parse)
+            .transpose()
+            .map_err(AppError::from)?;
+        let content = input
+            .content
+            .as_deref()
+            .map(PostContent::parse)
+            .transpose()
+            .map_err(AppError::from)?;
+        if title.is_none() && content.is_none() {
+            return Err(nothing_to_change("title, content").into());
+        }
+        let expected = input.expected_version.map(version).transpose()?;
+        let loaders = loaders(ctx)?;
+        let post = loaders
+            .storage()
+            .update_post(&author, &id, title, content, expected)
+            .await?;
+        loaders.prime_posts(vec![post.clone()]).await;
+        Ok(Post(post))
+    }
+
+    /// Deletes a post and all its comments; only its author may. Returns the post's id.
+    /// A post with many comments is deleted in steps; if a step fails, calling again
+    /// finishes the job.
+    async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let author = viewer(ctx)?.require()?.clone();
+        let post = PostId::parse(id.0).map_err(AppError::from)?;
+        loaders(ctx)?.storage().delete_post(&author, &post).await?;
+        Ok(ID(post.into_string()))
+    }
+
+    /// Edits a comment; only its author may. `version` grows by one.
+    async fn update_comment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        content: String,
+        expected_version: Option<i64>,
+    ) -> Result<Comment> {
+        let author = viewer(ctx)?.require()?.clone();
+        let id = CommentId::parse(id.0).map_err(AppError::from)?;
+        let content = CommentContent::parse(&content).map_err(AppError::from)?;
+        let expected = expected_version.map(version).transpose()?;
+        let comment = loaders(ctx)?
+            .storage()
+            .update_comment(&author, &id, content, expected)
+            .await?;
+        Ok(Comment(comment))
+    }
+
+    /// Deletes a comment, as its author or as the author of its post; the post's
+    /// `commentCount` goes down by one in the same transaction. Returns the comment's id.
+    async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let viewer_id = viewer(ctx)?.require()?.clone();
+        let comment = CommentId::parse(id.0).map_err(AppError::from)?;
+        loaders(ctx)?
+            .storage()
+            .delete_comment(&viewer_id, &comment)
+            .await?;
+        Ok(ID(comment.into_string()))
+    }
+
     /// Adds a comment by the viewer; the post's `commentCount` grows by one in the same
     /// transaction. `NOT_FOUND` when the post does not exist.
     async fn add_comment(&self, ctx: &Context<'_>, input: AddCommentInput) -> Result<Comment> {
@@ -81,4 +193,17 @@ impl Mutation {
         loaders(ctx)?.storage().add_comment(&comment).await?;
         Ok(Comment(comment))
     }
+}
+
+fn nothing_to_change(fields: &str) -> AppError {
+    AppError::BadUserInput(format!("nothing to change: give at least one of {fields}"))
+}
+
+fn version(expected: i64) -> Result<i64, AppError> {
+    if expected < 1 {
+        return Err(AppError::BadUserInput(format!(
+            "expectedVersion must be 1 or more (got {expected})"
+        )));
+    }
+    Ok(expected)
 }

@@ -1,29 +1,26 @@
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
-use anyhow::anyhow;
-use aws_sdk_dynamodb::{
-    operation::transact_write_items::TransactWriteItemsError,
-    types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem, Update},
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::{
-    Page, PageKey, Storage, backoff, classify,
+    Page, PageKey, Storage,
     items::{comment_from_item, comment_to_item},
     pages::Source,
+    posts::no_user,
     tables::POST_COMMENTS_INDEX,
+    writes::{OnCancel, n, s, string},
 };
 use crate::{
-    domain::{Comment, CommentId, PageSize, PostId},
+    domain::{Comment, CommentContent, CommentId, PageSize, PostId, UserId},
     error::AppError,
 };
 
 const KEY: &str = "CommentId";
 /// A position in `post_comments_index`: the table's key and the index's.
 const LIST_KEY: &[(&str, bool)] = &[(KEY, false), ("PostId", false), ("CreatedAt", true)];
-
-/// Concurrent transactions on one post (many comments at once) make DynamoDB cancel
-/// some with `TransactionConflict`; nothing was written then, so they are tried again.
-const MAX_TRANSACTION_RETRIES: u32 = 10;
+const MAX_ATTEMPTS: usize = 5;
 
 impl Storage {
     pub async fn comments_by_id(
@@ -61,8 +58,9 @@ impl Storage {
         raw.try_map(comment_from_item)
     }
 
-    /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction,
-    /// on the condition that the post exists: `NOT_FOUND` (and nothing written) if not.
+    /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the
+    /// condition that the post and the author exist: `NOT_FOUND` / `FORBIDDEN` (and
+    /// nothing written) if not.
     pub async fn add_comment(&self, comment: &Comment) -> Result<(), AppError> {
         let put = Put::builder()
             .table_name(&self.tables.comments)
@@ -72,79 +70,170 @@ impl Storage {
             .map_err(AppError::internal)?;
         let count = Update::builder()
             .table_name(&self.tables.posts)
-            .key("PostId", AttributeValue::S(comment.post_id.to_string()))
+            .key("PostId", s(comment.post_id.as_str()))
             .update_expression("ADD CommentCount :one")
             .condition_expression("attribute_exists(PostId)")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":one", n(1))
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(count).build(),
+            self.user_exists(&comment.author_id)?,
         ];
-        self.transact(items, |reasons| match reasons.get(1).map(String::as_str) {
-            Some("ConditionalCheckFailed") => Some(AppError::NotFound(format!(
-                "post {:?} does not exist",
-                comment.post_id.as_str()
-            ))),
-            _ => None,
+        self.transact(items, |reasons| {
+            OnCancel::Fail(if reasons[1].failed() {
+                AppError::NotFound(format!(
+                    "post {:?} does not exist",
+                    comment.post_id.as_str()
+                ))
+            } else if reasons[2].failed() {
+                no_user(&comment.author_id)
+            } else {
+                AppError::Conflict(format!("comment {:?} exists already", comment.id.as_str()))
+            })
         })
-        .await
+        .await?;
+        Ok(())
     }
 
-    /// Runs a write transaction, retrying it while DynamoDB cancels it for conflicts with
-    /// other transactions. `on_cancel` turns the cancellation reasons (one code per item,
-    /// "None" where that item was fine) into the client's error when a condition failed.
-    async fn transact(
+    /// Edits a comment: only its author, and at `expected_version` when given.
+    pub async fn update_comment(
         &self,
-        items: Vec<TransactWriteItem>,
-        on_cancel: impl Fn(&[String]) -> Option<AppError>,
-    ) -> Result<(), AppError> {
-        let mut retries = 0;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            let err = match result {
-                Ok(output) => {
-                    self.record("TransactWriteItems", output.consumed_capacity());
-                    return Ok(());
-                }
-                Err(err) => err,
-            };
-            self.record("TransactWriteItems", &[]);
-            let reasons: Vec<String> = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None").to_owned())
-                    .collect(),
-                _ => return Err(classify("TransactWriteItems", err)),
-            };
-            if let Some(client_error) = on_cancel(&reasons) {
-                return Err(client_error);
-            }
-            let conflicted = reasons.iter().any(|r| r == "TransactionConflict");
-            if !conflicted || retries == MAX_TRANSACTION_RETRIES {
-                return Err(if conflicted {
-                    AppError::unavailable(anyhow!(
-                        "transaction kept conflicting after {retries} retries"
-                    ))
-                } else {
-                    AppError::internal(anyhow!("transaction cancelled: {reasons:?}"))
-                });
-            }
-            retries += 1;
-            tokio::time::sleep(backoff(
-                retries,
-                Duration::from_millis(10),
-                Duration::from_millis(500),
+        author: &UserId,
+        id: &CommentId,
+        content: CommentContent,
+        expected_version: Option<i64>,
+    ) -> Result<Comment, AppError> {
+        let item = self
+            .edit(
+                &self.tables.comments,
+                (KEY, id.as_str()),
+                "comment",
+                author,
+                expected_version,
+                vec![("Content", s(content.as_str()))],
+            )
+            .await?;
+        comment_from_item(item).map_err(AppError::internal)
+    }
+
+    /// Deletes a comment, as its author or as its post's author, and takes 1 from the
+    /// post's `CommentCount` in the same transaction. Who may delete is a condition of
+    /// the transaction itself, not only of the read that picks the way.
+    pub async fn delete_comment(&self, viewer: &UserId, id: &CommentId) -> Result<(), AppError> {
+        let not_found = || AppError::NotFound(format!("comment {:?} does not exist", id.as_str()));
+        let forbidden = || {
+            AppError::Forbidden(format!(
+                "only the comment's author or the post's author may delete comment {:?}",
+                id.as_str()
             ))
-            .await;
+        };
+        // Whether the post's counter takes part; not when the post is gone or its counter
+        // is already at 0 (a post written by Da Vinci, whose comments it does not count).
+        let mut counted = true;
+        for _ in 0..MAX_ATTEMPTS {
+            let comment = self
+                .comments_by_id(std::slice::from_ref(id))
+                .await?
+                .remove(id)
+                .ok_or_else(not_found)?;
+            let as_author = &comment.author_id == viewer;
+            let post = s(comment.post_id.as_str());
+            let mut delete = Delete::builder()
+                .table_name(&self.tables.comments)
+                .key(KEY, s(id.as_str()))
+                .expression_attribute_values(":post", post.clone())
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            delete = if as_author {
+                delete
+                    .condition_expression(
+                        "attribute_exists(CommentId) AND PostId = :post AND UserId = :viewer",
+                    )
+                    .expression_attribute_values(":viewer", s(viewer.as_str()))
+            } else {
+                delete.condition_expression("attribute_exists(CommentId) AND PostId = :post")
+            };
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .delete(delete.build().map_err(AppError::internal)?)
+                    .build(),
+            ];
+            // The post item: its counter, and (for the post's author) who may delete.
+            let mut condition = vec!["attribute_exists(PostId)"];
+            if !as_author {
+                condition.push("UserId = :viewer");
+            }
+            let viewer_value = (!as_author).then(|| s(viewer.as_str()));
+            if counted {
+                condition.push("CommentCount > :zero");
+                let mut update = Update::builder()
+                    .table_name(&self.tables.posts)
+                    .key("PostId", post)
+                    .update_expression("ADD CommentCount :minus")
+                    .condition_expression(condition.join(" AND "))
+                    .expression_attribute_values(":minus", n(-1))
+                    .expression_attribute_values(":zero", n(0))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    );
+                if let Some(value) = viewer_value {
+                    update = update.expression_attribute_values(":viewer", value);
+                }
+                let update = update.build().map_err(AppError::internal)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            } else if let Some(viewer_value) = viewer_value {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.tables.posts)
+                    .key("PostId", post)
+                    .condition_expression(condition.join(" AND "))
+                    .expression_attribute_values(":viewer", viewer_value)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(AppError::internal)?;
+                items.push(TransactWriteItem::builder().condition_check(check).build());
+            }
+            let done = self
+                .transact(items, |reasons| {
+                    if reasons[0].failed() {
+                        // Gone meanwhile (not found), or changed: read again and see.
+                        return match &reasons[0].item {
+                            None => OnCancel::Fail(not_found()),
+                            Some(_) => OnCancel::Retry,
+                        };
+                    }
+                    match reasons.get(1).filter(|r| r.failed()).map(|r| &r.item) {
+                        Some(Some(old))
+                            if !as_author && string(old, "UserId") != Some(viewer.as_str()) =>
+                        {
+                            OnCancel::Fail(forbidden())
+                        }
+                        // The post is gone, or its counter is at 0 already: read again.
+                        _ => OnCancel::Retry,
+                    }
+                })
+                .await?;
+            if done {
+                return Ok(());
+            }
+            let post_now = self
+                .posts_by_id(std::slice::from_ref(&comment.post_id))
+                .await?
+                .remove(&comment.post_id);
+            match post_now {
+                // Without the post, nobody but the comment's author may delete it.
+                None if !as_author => return Err(forbidden()),
+                None => counted = false,
+                Some(p) if p.comment_count <= 0 => counted = false,
+                Some(_) => {}
+            }
         }
+        Err(AppError::Conflict(
+            "the comment is being changed by another request; try again".to_owned(),
+        ))
     }
 }

@@ -18,6 +18,11 @@ fn to_epoch(at: DateTime<Utc>) -> f64 {
     at.timestamp() as f64 + f64::from(at.timestamp_subsec_micros()) / 1e6
 }
 
+/// A time as the Number attribute we store.
+pub(crate) fn epoch_value(at: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(to_epoch(at).to_string())
+}
+
 fn from_epoch(seconds: f64) -> anyhow::Result<DateTime<Utc>> {
     // Rounded to the microsecond, so a value we wrote reads back exactly.
     let micros = (seconds * 1e6).round();

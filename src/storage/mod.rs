@@ -11,6 +11,7 @@ mod pages;
 mod posts;
 mod tables;
 mod users;
+mod writes;
 
 use std::{sync::Arc, time::Duration};
 

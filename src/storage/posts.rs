@@ -1,21 +1,40 @@
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Delete, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
 
 use super::{
     Page, PageKey, Storage, classify,
     items::{post_from_item, post_to_item},
     pages::Source,
     tables::USER_POSTS_INDEX,
+    writes::{OnCancel, n, number, s, string, why_not_author_edit},
 };
 use crate::{
-    domain::{PageSize, Post, PostId, UserId},
+    domain::{PageSize, Post, PostContent, PostId, Title, UserId},
     error::AppError,
 };
 
 const KEY: &str = "PostId";
 /// A position in `user_posts_index`: the table's key and the index's.
 const LIST_KEY: &[(&str, bool)] = &[(KEY, false), ("UserId", false), ("CreatedAt", true)];
+/// Comments deleted per transaction by `delete_post`: DynamoDB takes 100 items in one
+/// transaction, and one is the post's counter.
+const DELETE_STEP: i32 = 99;
+/// Steps of `delete_post` before it gives up (and a repeated call carries on).
+const MAX_DELETE_STEPS: usize = 200;
+/// Rounds (50 ms apart) in which `delete_post` waits for the index to show comments
+/// that the post's counter says exist.
+const TRUST_COUNTER_ROUNDS: usize = 20;
+
+pub(crate) fn no_user(id: &UserId) -> AppError {
+    AppError::Forbidden(format!(
+        "there is no user {:?}: create it with createUser first",
+        id.as_str()
+    ))
+}
 
 impl Storage {
     pub async fn posts_by_id(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
@@ -46,19 +65,200 @@ impl Storage {
         raw.try_map(post_from_item)
     }
 
-    /// Writes a new post.
+    /// A transaction item that holds only while `user` exists.
+    pub(crate) fn user_exists(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.tables.users)
+            .key("UserId", s(user.as_str()))
+            .condition_expression("attribute_exists(UserId)")
+            .build()
+            .map_err(AppError::internal)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Writes a new post, on the condition that its author exists (`FORBIDDEN` if not).
     pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
-        let output = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.posts)
             .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
             .condition_expression("attribute_not_exists(PostId)")
+            .build()
+            .map_err(AppError::internal)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.user_exists(&post.author_id)?,
+        ];
+        self.transact(items, |reasons| {
+            OnCancel::Fail(if reasons[1].failed() {
+                no_user(&post.author_id)
+            } else {
+                AppError::Conflict(format!("post {:?} exists already", post.id.as_str()))
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Edits a post: only its author, and at `expected_version` when given.
+    pub async fn update_post(
+        &self,
+        author: &UserId,
+        id: &PostId,
+        title: Option<Title>,
+        content: Option<PostContent>,
+        expected_version: Option<i64>,
+    ) -> Result<Post, AppError> {
+        let mut changes = Vec::new();
+        if let Some(title) = &title {
+            changes.push(("Title", s(title.as_str())));
+        }
+        if let Some(content) = &content {
+            changes.push(("Content", s(content.as_str())));
+        }
+        let item = self
+            .edit(
+                &self.tables.posts,
+                (KEY, id.as_str()),
+                "post",
+                author,
+                expected_version,
+                changes,
+            )
+            .await?;
+        post_from_item(item).map_err(AppError::internal)
+    }
+
+    /// Deletes a post and its comments; only its author may. The comments go first, 99 to
+    /// a transaction that also lowers the post's counter, so that every step leaves a
+    /// consistent blog (a post with fewer comments, its count exact) and never a comment
+    /// without its post. The post goes last, once no comment is left; if anything fails
+    /// on the way, calling again carries on where it stopped.
+    pub async fn delete_post(&self, author: &UserId, id: &PostId) -> Result<(), AppError> {
+        let step_size =
+            PageSize::parse(DELETE_STEP).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+        let mut empty_rounds = 0;
+        for step in 0..MAX_DELETE_STEPS {
+            let Some(post) = self.posts_by_id(std::slice::from_ref(id)).await?.remove(id) else {
+                // Gone: either it never was, or a concurrent call finished the job.
+                return if step == 0 {
+                    Err(AppError::NotFound(format!(
+                        "post {:?} does not exist",
+                        id.as_str()
+                    )))
+                } else {
+                    Ok(())
+                };
+            };
+            if &post.author_id != author {
+                return Err(AppError::Forbidden(format!(
+                    "only the author may delete post {:?}",
+                    id.as_str()
+                )));
+            }
+            let comments = self.comments_of_post(id, step_size, None).await?;
+            if comments.items.is_empty() {
+                empty_rounds += 1;
+                // The counter is trusted while the index may lag behind a new comment; but
+                // when the index has shown no comment for a second, the counter is what is
+                // wrong (a comment deleted by another program), and the post goes.
+                let trust_counter = empty_rounds <= TRUST_COUNTER_ROUNDS;
+                match self.delete_empty_post(author, id, trust_counter).await? {
+                    Some(()) => return Ok(()),
+                    // The counter says comments remain that the index does not show yet.
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+                continue;
+            }
+            let count = i64::try_from(comments.items.len()).unwrap_or(i64::MAX);
+            let mut items = Vec::with_capacity(comments.items.len() + 1);
+            for (_, comment) in &comments.items {
+                let delete = Delete::builder()
+                    .table_name(&self.tables.comments)
+                    .key("CommentId", s(comment.id.as_str()))
+                    .condition_expression("attribute_exists(CommentId) AND PostId = :post")
+                    .expression_attribute_values(":post", s(id.as_str()))
+                    .build()
+                    .map_err(AppError::internal)?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            let counter = Update::builder()
+                .table_name(&self.tables.posts)
+                .key(KEY, s(id.as_str()))
+                .update_expression("ADD CommentCount :minus")
+                .condition_expression("UserId = :author")
+                .expression_attribute_values(":minus", n(-count))
+                .expression_attribute_values(":author", s(author.as_str()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(AppError::internal)?;
+            items.push(TransactWriteItem::builder().update(counter).build());
+            // A failed condition means the state moved (a comment deleted meanwhile, the
+            // post gone): the next step reads again and decides.
+            self.transact(items, |_| OnCancel::Retry).await?;
+        }
+        Err(AppError::unavailable(anyhow::anyhow!(
+            "post {id} still had comments after {MAX_DELETE_STEPS} steps"
+        )))
+    }
+
+    /// Deletes a post that has no comments left. `None` when its counter says otherwise.
+    async fn delete_empty_post(
+        &self,
+        author: &UserId,
+        id: &PostId,
+        trust_counter: bool,
+    ) -> Result<Option<()>, AppError> {
+        let mut delete = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.posts)
+            .key(KEY, s(id.as_str()))
+            .expression_attribute_values(":author", s(author.as_str()));
+        delete = if trust_counter {
+            delete
+                .condition_expression(
+                    "attribute_exists(PostId) AND UserId = :author \
+                     AND (attribute_not_exists(CommentCount) OR CommentCount <= :zero)",
+                )
+                .expression_attribute_values(":zero", n(0))
+        } else {
+            delete.condition_expression("attribute_exists(PostId) AND UserId = :author")
+        };
+        let result = delete
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await
-            .map_err(|e| classify("PutItem", e))?;
-        self.record("PutItem", output.consumed_capacity.as_slice());
-        Ok(())
+            .await;
+        match result {
+            Ok(output) => {
+                self.record("DeleteItem", output.consumed_capacity.as_slice());
+                Ok(Some(()))
+            }
+            Err(err) => {
+                self.record("DeleteItem", &[]);
+                let Some(failed) = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(f) => Some(f),
+                        _ => None,
+                    })
+                else {
+                    return Err(classify("DeleteItem", err));
+                };
+                match failed.item() {
+                    // Deleted meanwhile by a concurrent call: done all the same.
+                    None => Ok(Some(())),
+                    Some(old) if string(old, "UserId") != Some(author.as_str()) => Err(
+                        why_not_author_edit("post", id.as_str(), author, None, Some(old)),
+                    ),
+                    Some(old) => {
+                        tracing::debug!(count = ?number(old, "CommentCount"), "post still has comments");
+                        Ok(None)
+                    }
+                }
+            }
+        }
     }
 }

@@ -20,6 +20,9 @@ pub struct Tables {
     pub users: String,
     pub posts: String,
     pub comments: String,
+    /// Ours: one guard item per taken username (lowercased), so that two users can
+    /// never hold the same name. Kept apart from the three tables Da Vinci code scans.
+    pub usernames: String,
 }
 
 impl Tables {
@@ -43,10 +46,11 @@ impl Tables {
             users: name("users")?,
             posts: name("posts")?,
             comments: name("comments")?,
+            usernames: name("usernames")?,
         })
     }
 
-    fn specs(&self) -> [TableSpec<'_>; 3] {
+    fn specs(&self) -> [TableSpec<'_>; 4] {
         [
             TableSpec {
                 name: &self.users,
@@ -62,6 +66,11 @@ impl Tables {
                 name: &self.comments,
                 key: "CommentId",
                 index: Some((POST_COMMENTS_INDEX, "PostId", "CreatedAt")),
+            },
+            TableSpec {
+                name: &self.usernames,
+                key: "UsernameKey",
+                index: None,
             },
         ]
     }

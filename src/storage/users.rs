@@ -1,19 +1,27 @@
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::{
-    Page, PageKey, Storage, classify,
+    Page, PageKey, Storage,
     items::{user_from_item, user_to_item},
     pages::Source,
+    writes::{OnCancel, s},
 };
 use crate::{
-    domain::{PageSize, User, UserId},
+    domain::{Email, PageSize, User, UserId, Username},
     error::AppError,
 };
 
 const KEY: &str = "UserId";
 const LIST_KEY: &[(&str, bool)] = &[(KEY, false)];
+/// Renames race with each other; after this many lost races the client is told to retry.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The key of a username's guard item: names are unique regardless of case.
+fn guard_key(username: &str) -> String {
+    username.to_lowercase()
+}
 
 impl Storage {
     pub async fn users_by_id(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
@@ -25,6 +33,10 @@ impl Storage {
             .map(|item| user_from_item(item).map(|u| (u.id.clone(), u)))
             .collect::<anyhow::Result<_>>()
             .map_err(AppError::internal)
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>, AppError> {
+        Ok(self.users_by_id(std::slice::from_ref(id)).await?.remove(id))
     }
 
     /// All users, a page at a time, in no promised order (a `Scan`).
@@ -40,34 +52,122 @@ impl Storage {
         raw.try_map(user_from_item)
     }
 
-    /// Writes a new user; `CONFLICT` when a user with that id exists already.
+    fn guard_put(&self, username: &str, owner: &UserId) -> Result<TransactWriteItem, AppError> {
+        let put = Put::builder()
+            .table_name(&self.tables.usernames)
+            .item("UsernameKey", s(&guard_key(username)))
+            .item("UserId", s(owner.as_str()))
+            .item("Username", s(username))
+            .condition_expression("attribute_not_exists(UsernameKey) OR UserId = :me")
+            .expression_attribute_values(":me", s(owner.as_str()))
+            .build()
+            .map_err(AppError::internal)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Writes a new user and its username's guard in one transaction: `CONFLICT` when a
+    /// user with that id exists already or the name (in any case) is taken.
     pub async fn create_user(&self, user: &User) -> Result<(), AppError> {
-        let output = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
             .condition_expression("attribute_not_exists(UserId)")
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match output {
-            Ok(output) => {
-                self.record("PutItem", output.consumed_capacity.as_slice());
-                Ok(())
-            }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.record("PutItem", &[]);
-                Err(AppError::Conflict(format!(
+            .build()
+            .map_err(AppError::internal)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.guard_put(&user.username, &user.id)?,
+        ];
+        self.transact(items, |reasons| {
+            OnCancel::Fail(if reasons[0].failed() {
+                AppError::Conflict(format!(
                     "a user with id {:?} exists already",
                     user.id.as_str()
-                )))
+                ))
+            } else {
+                AppError::Conflict(format!("the username {:?} is taken", user.username))
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the user's username and/or email. A new name takes its guard and frees the
+    /// old one in the same transaction, on the condition that the name did not change
+    /// meanwhile (a concurrent rename makes us read again and retry).
+    pub async fn update_user(
+        &self,
+        id: &UserId,
+        username: Option<Username>,
+        email: Option<Email>,
+    ) -> Result<User, AppError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.user(id).await?.ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "there is no user {:?}; create it with createUser first",
+                    id.as_str()
+                ))
+            })?;
+            let mut updated = current.clone();
+            let mut update = Update::builder()
+                .table_name(&self.tables.users)
+                .key(KEY, s(id.as_str()))
+                .condition_expression("attribute_exists(UserId) AND Username = :old")
+                .expression_attribute_values(":old", s(&current.username));
+            let mut sets = Vec::new();
+            if let Some(email) = &email {
+                update = update.expression_attribute_values(":email", s(email.as_str()));
+                sets.push("Email = :email");
+                updated.email = email.as_str().to_owned();
             }
-            Err(err) => Err(classify("PutItem", err)),
+            let mut guards = Vec::new();
+            if let Some(name) = &username {
+                update = update.expression_attribute_values(":name", s(name.as_str()));
+                sets.push("Username = :name");
+                updated.username = name.as_str().to_owned();
+                guards.push(self.guard_put(name.as_str(), id)?);
+                if guard_key(name.as_str()) != guard_key(&current.username) {
+                    // Free the old name, unless its guard is not ours (a user written by
+                    // Da Vinci has none).
+                    let delete = Delete::builder()
+                        .table_name(&self.tables.usernames)
+                        .key("UsernameKey", s(&guard_key(&current.username)))
+                        .condition_expression("attribute_not_exists(UsernameKey) OR UserId = :me")
+                        .expression_attribute_values(":me", s(id.as_str()))
+                        .build()
+                        .map_err(AppError::internal)?;
+                    guards.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+            let update = update
+                .update_expression(format!("SET {}", sets.join(", ")))
+                .build()
+                .map_err(AppError::internal)?;
+            let mut items = vec![TransactWriteItem::builder().update(update).build()];
+            items.extend(guards);
+            let name = username.as_ref().map(Username::as_str).unwrap_or_default();
+            let done = self
+                .transact(items, |reasons| {
+                    if reasons[0].failed() {
+                        OnCancel::Retry
+                    } else if reasons.get(1).is_some_and(|r| r.failed()) {
+                        OnCancel::Fail(AppError::Conflict(format!(
+                            "the username {name:?} is taken"
+                        )))
+                    } else {
+                        OnCancel::Fail(AppError::Conflict(format!(
+                            "the username {:?} is held by another user",
+                            current.username
+                        )))
+                    }
+                })
+                .await?;
+            if done {
+                return Ok(updated);
+            }
         }
+        Err(AppError::Conflict(
+            "the user is being changed by another request; try again".to_owned(),
+        ))
     }
 }

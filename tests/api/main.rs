@@ -7,3 +7,4 @@ mod http;
 mod mutations;
 mod queries;
 mod schema;
+mod writes;

@@ -206,31 +206,3 @@ async fn a_comment_on_a_missing_post_is_not_found_and_writes_nothing() {
         "no post conjured by the counter update"
     );
 }
-
-#[tokio::test]
-async fn concurrent_comments_on_one_post_are_all_counted() {
-    let app = spawn_app().await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
-    let app = std::sync::Arc::new(app);
-    let writers = (0..20).map(|i| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            app.operation(
-                "AddComment",
-                json!({ "postId": "p1", "content": format!("c{i}") }),
-                Some("u1"),
-            )
-            .await
-        })
-    });
-    for writer in writers {
-        let (body, _) = writer.await.expect("task");
-        assert!(body.get("errors").is_none(), "{body}");
-    }
-    let body = app
-        .query("{ post(id: \"p1\") { commentCount } }", json!({}))
-        .await;
-    assert_eq!(body, json!({ "data": { "post": { "commentCount": 20 } } }));
-    assert_eq!(app.scan("comments").await.len(), 20);
-}
