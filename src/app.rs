@@ -28,9 +28,10 @@ impl App {
     /// Like [`App::build`], over a storage handle made elsewhere (tests inject faults so).
     pub async fn build_with_storage(config: &Config, storage: Storage) -> anyhow::Result<Self> {
         let state = AppState {
-            schema: build_schema(),
+            schema: build_schema(config.query, config.http.production),
             storage,
             auth: Arc::new(Authenticator::hs256(&config.jwt_secret)),
+            settings: Arc::new(config.http.clone()),
         };
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)

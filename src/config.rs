@@ -1,8 +1,10 @@
 //! Typed configuration: command-line flags, each with an environment fallback.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::graphql::limits::QueryLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +42,66 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub dynamo: DynamoArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Production mode: no introspection and no GraphiQL page.
+    #[arg(long, env = "PRODUCTION")]
+    pub production: bool,
+}
+
+/// Limits that keep one client from taking the server down.
+#[derive(Debug, Args, Clone)]
+pub struct LimitArgs {
+    /// Deepest nesting of fields a query may have.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = QueryLimits::default().max_depth)]
+    pub max_query_depth: usize,
+    /// Most objects a query may return; each connection's `first` multiplies what it selects.
+    #[arg(long, env = "MAX_QUERY_COST", default_value_t = QueryLimits::default().max_cost)]
+    pub max_query_cost: u64,
+    /// Most fields (aliases included) a query may select.
+    #[arg(long, env = "MAX_QUERY_FIELDS", default_value_t = QueryLimits::default().max_fields)]
+    pub max_query_fields: u64,
+    /// Most operations one document may hold.
+    #[arg(long, env = "MAX_QUERY_OPERATIONS", default_value_t = QueryLimits::default().max_operations)]
+    pub max_query_operations: usize,
+    /// Longest query document, in bytes.
+    #[arg(long, env = "MAX_QUERY_BYTES", default_value_t = QueryLimits::default().max_bytes)]
+    pub max_query_bytes: usize,
+    /// Largest request body, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = HttpSettings::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Longest a request may take, in seconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = HttpSettings::default().request_timeout.as_secs())]
+    pub request_timeout_secs: u64,
+    /// Requests served at once; beyond that the server answers 503 at once.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = HttpSettings::default().max_concurrent_requests)]
+    pub max_concurrent_requests: usize,
+    /// Origins allowed by CORS, comma-separated (`*` for any); none by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub cors_allowed_origins: Vec<String>,
+    /// No introspection, no GraphiQL.
+    pub production: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            cors_allowed_origins: Vec::new(),
+            production: false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -91,15 +153,32 @@ pub struct Config {
     pub port: u16,
     pub jwt_secret: Secret,
     pub dynamo: DynamoArgs,
+    pub http: HttpSettings,
+    pub query: QueryLimits,
 }
 
 impl From<ServeArgs> for Config {
     fn from(args: ServeArgs) -> Self {
+        let limits = args.limits;
         Self {
             host: args.host,
             port: args.port,
             jwt_secret: args.auth.jwt_secret,
             dynamo: args.dynamo,
+            http: HttpSettings {
+                max_body_bytes: limits.max_body_bytes,
+                request_timeout: Duration::from_secs(limits.request_timeout_secs),
+                max_concurrent_requests: limits.max_concurrent_requests,
+                cors_allowed_origins: limits.cors_allowed_origins,
+                production: args.production,
+            },
+            query: QueryLimits {
+                max_bytes: limits.max_query_bytes,
+                max_operations: limits.max_query_operations,
+                max_depth: limits.max_query_depth,
+                max_fields: limits.max_query_fields,
+                max_cost: limits.max_query_cost,
+            },
         }
     }
 }

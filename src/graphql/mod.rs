@@ -3,6 +3,7 @@
 mod context;
 mod cursor;
 pub mod error;
+pub mod limits;
 mod mutation;
 mod query;
 mod types;
@@ -16,13 +17,21 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The schema with its limits and extensions. Request data (the viewer, fresh loaders)
 /// is added per request by the HTTP layer; the schema itself holds no per-user state.
-pub fn build_schema() -> AppSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+pub fn build_schema(limits: limits::QueryLimits, production: bool) -> AppSchema {
+    let builder = Schema::build(Query, Mutation, EmptySubscription)
         .extension(error::ErrorCodes)
-        .finish()
+        .extension(limits::Limits(limits))
+        // Bounds the parser's recursion on nested lists and objects, which the
+        // depth limit (fields only) does not see.
+        .limit_recursive_depth(limits::RECURSION_LIMIT);
+    if production {
+        builder.disable_introspection().finish()
+    } else {
+        builder.finish()
+    }
 }
 
 /// The schema in SDL, as `schema.graphql` holds it.
 pub fn sdl() -> String {
-    build_schema().sdl()
+    build_schema(limits::QueryLimits::default(), false).sdl()
 }

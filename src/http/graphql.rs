@@ -10,7 +10,7 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use axum::{
-    body::Bytes,
+    body::Body,
     extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
@@ -18,7 +18,12 @@ use axum::{
 use serde::Deserialize;
 
 use super::AppState;
-use crate::{error::AppError, graphql::error::error_code, loaders::Loaders, storage::CostRecorder};
+use crate::{
+    error::AppError,
+    graphql::{error::error_code, limits::OperationName},
+    loaders::Loaders,
+    storage::CostRecorder,
+};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -56,9 +61,26 @@ impl MediaType {
 pub async fn post_graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> axum::response::Response {
     let media = MediaType::of(&headers);
+    let limit = state.settings.max_body_bytes;
+    let too_large = || {
+        request_error(
+            media,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::BadUserInput(format!(
+                "the request body is over the limit of {limit} bytes"
+            )),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return too_large();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -73,6 +95,9 @@ pub async fn post_graphql(
             )),
         );
     }
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        return too_large();
+    };
     let request: Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
@@ -115,7 +140,7 @@ pub async fn get_graphql(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
-        if wants_html {
+        if wants_html && !state.settings.production {
             let page = GraphiQLSource::build()
                 .endpoint("/graphql")
                 .subscription_endpoint("/graphql")
@@ -206,8 +231,21 @@ async fn execute(
         Some(recorder) => state.storage.with_cost(recorder.clone()),
         None => state.storage.clone(),
     };
-    let request = request.data(viewer).data(Loaders::new(storage));
-    let mut response = state.schema.execute(request).await;
+    let operation = OperationName(request.operation_name.clone());
+    let request = request
+        .data(viewer)
+        .data(Loaders::new(storage))
+        .data(operation);
+    let timeout = state.settings.request_timeout;
+    let Ok(mut response) = tokio::time::timeout(timeout, state.schema.execute(request)).await
+    else {
+        tracing::warn!(?timeout, "a GraphQL request timed out");
+        return request_error(
+            media,
+            StatusCode::SERVICE_UNAVAILABLE,
+            AppError::unavailable(anyhow::anyhow!("the request took longer than {timeout:?}")),
+        );
+    };
     if let Some(recorder) = cost {
         let report = serde_json::to_value(recorder.report()).unwrap_or_default();
         response.extensions.insert(
@@ -248,6 +286,19 @@ fn respond(media: MediaType, response: Response) -> axum::response::Response {
         object.remove("data");
     }
     json_response(media, status, &body)
+}
+
+/// The answer when the server is at its concurrency limit.
+pub fn overloaded() -> axum::response::Response {
+    let mut response = request_error(
+        MediaType::Json,
+        StatusCode::SERVICE_UNAVAILABLE,
+        AppError::unavailable(anyhow::anyhow!("too many requests at once")),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {

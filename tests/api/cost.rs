@@ -93,12 +93,17 @@ async fn two_hundred_fifty_distinct_authors_cost_3_batch_gets() {
         .collect::<Vec<_>>()
         .await;
 
-    // 250 lookups at one level of one request, and each id asked for twice.
+    // 250 lookups at one level of one request, 100 ids asked for twice.
     let fields: String = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            format!("a{i}: user(id: \"{id}\") {{ id }} b{i}: user(id: \"{id}\") {{ username }} ")
+            let again = if i < 100 {
+                format!("b{i}: user(id: \"{id}\") {{ username }} ")
+            } else {
+                String::new()
+            };
+            format!("a{i}: user(id: \"{id}\") {{ id }} {again}")
         })
         .collect();
     let (body, cost) = app.run(&format!("{{ {fields} }}"), json!({}), None).await;

@@ -118,6 +118,8 @@ pub fn test_config(dynamo: DynamoArgs) -> Config {
         port: 0,
         jwt_secret: SECRET.parse::<Secret>().expect("long enough"),
         dynamo,
+        http: Default::default(),
+        query: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 mod cost;
 mod davinci;
 mod helpers;
+mod hostile;
 mod http;
 mod mutations;
 mod queries;

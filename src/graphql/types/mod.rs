@@ -1,7 +1,7 @@
 //! The GraphQL object types, one file each. Their `///` comments are the API's documentation.
 
 mod comment;
-mod connection;
+pub(crate) mod connection;
 mod datetime;
 mod post;
 mod user;
