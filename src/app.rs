@@ -30,7 +30,11 @@ impl App {
         let state = AppState {
             schema: build_schema(config.query, config.http.production),
             storage,
-            auth: Arc::new(Authenticator::hs256(&config.jwt_secret)),
+            auth: Arc::new(Authenticator::new(
+                config.jwt_secret.as_ref(),
+                config.jwks_url.clone(),
+                config.token_rules.clone(),
+            )),
             settings: Arc::new(config.http.clone()),
         };
         let address = SocketAddr::new(config.host, config.port);

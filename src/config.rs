@@ -4,7 +4,7 @@ use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::graphql::limits::QueryLimits;
+pub use crate::{auth::TokenRules, graphql::limits::QueryLimits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,7 +126,19 @@ pub struct TokenArgs {
 pub struct AuthArgs {
     /// The HS256 secret that signs and verifies bearer tokens (at least 16 bytes).
     #[arg(long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Secret,
+    pub jwt_secret: Option<Secret>,
+    /// A JWKS URL whose keys verify RS256/ES256 tokens (Cognito, any OIDC provider).
+    #[arg(long = "jwt-jwks-url", env = "JWT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// The `iss` tokens must carry, when set.
+    #[arg(long = "jwt-issuer", env = "JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// The `aud` tokens must carry, when set.
+    #[arg(long = "jwt-audience", env = "JWT_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Least time between two fetches of the JWKS for unknown key ids, in seconds.
+    #[arg(long = "jwt-jwks-refresh-secs", env = "JWT_JWKS_REFRESH_SECS", default_value_t = TokenRules::default().jwks_refresh_cooldown.as_secs())]
+    pub jwks_refresh_secs: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -151,19 +163,33 @@ pub struct Config {
     pub host: IpAddr,
     /// 0 picks a free port (tests).
     pub port: u16,
-    pub jwt_secret: Secret,
+    /// HS256 secret; at least one of it and `jwks_url` is set.
+    pub jwt_secret: Option<Secret>,
+    pub jwks_url: Option<String>,
+    pub token_rules: TokenRules,
     pub dynamo: DynamoArgs,
     pub http: HttpSettings,
     pub query: QueryLimits,
 }
 
-impl From<ServeArgs> for Config {
-    fn from(args: ServeArgs) -> Self {
+impl TryFrom<ServeArgs> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(args: ServeArgs) -> anyhow::Result<Self> {
         let limits = args.limits;
-        Self {
+        if args.auth.jwt_secret.is_none() && args.auth.jwks_url.is_none() {
+            anyhow::bail!("set JWT_SECRET (HS256) or JWT_JWKS_URL (RS256/ES256) to verify tokens");
+        }
+        Ok(Self {
             host: args.host,
             port: args.port,
             jwt_secret: args.auth.jwt_secret,
+            jwks_url: args.auth.jwks_url,
+            token_rules: TokenRules {
+                issuer: args.auth.issuer,
+                audience: args.auth.audience,
+                jwks_refresh_cooldown: Duration::from_secs(args.auth.jwks_refresh_secs),
+            },
             dynamo: args.dynamo,
             http: HttpSettings {
                 max_body_bytes: limits.max_body_bytes,
@@ -179,7 +205,7 @@ impl From<ServeArgs> for Config {
                 max_fields: limits.max_query_fields,
                 max_cost: limits.max_query_cost,
             },
-        }
+        })
     }
 }
 

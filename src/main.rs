@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let app = App::build(Config::from(args)).await?;
+            let app = App::build(Config::try_from(args)?).await?;
             tracing::info!(port = app.port(), "serving GraphQL on /graphql");
             app.run(shutdown_signal()).await?;
         }
@@ -59,7 +59,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::ExportSchema => print!("{}", graphql::sdl()),
         Command::Token(args) => {
             let user = UserId::parse(args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
-            let auth = Authenticator::hs256(&args.auth.jwt_secret);
+            let secret = args
+                .auth
+                .jwt_secret
+                .ok_or_else(|| anyhow::anyhow!("minting a token needs JWT_SECRET"))?;
+            let auth = Authenticator::hs256(&secret);
             let ttl = Duration::from_secs(u64::from(args.hours) * 3600);
             println!("{}", auth.mint(&user, ttl)?);
         }

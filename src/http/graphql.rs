@@ -219,7 +219,7 @@ async fn execute(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let viewer = match state.auth.viewer(authorization) {
+    let viewer = match state.auth.viewer(authorization).await {
         Ok(viewer) => viewer,
         Err(err) => return request_error(media, StatusCode::UNAUTHORIZED, err),
     };

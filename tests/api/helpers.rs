@@ -116,7 +116,9 @@ pub fn test_config(dynamo: DynamoArgs) -> Config {
     Config {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
-        jwt_secret: SECRET.parse::<Secret>().expect("long enough"),
+        jwt_secret: Some(SECRET.parse::<Secret>().expect("long enough")),
+        jwks_url: None,
+        token_rules: Default::default(),
         dynamo,
         http: Default::default(),
         query: Default::default(),
@@ -138,11 +140,15 @@ pub async fn spawn_app_on(config: Config, storage: Storage) -> TestApp {
         .expect("app builds");
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run(std::future::pending()));
+    // reqwest's rustls needs a process-wide crypto provider; the server installs the same
+    // one when it fetches a JWKS.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     TestApp {
         url,
         storage,
         http: reqwest::Client::new(),
-        auth: Authenticator::hs256(&config.jwt_secret),
+        // Tests mint their HS256 tokens with the test secret (servers without it refuse them).
+        auth: Authenticator::hs256(&SECRET.parse::<Secret>().expect("long enough")),
     }
 }
 

@@ -8,4 +8,5 @@ mod http;
 mod mutations;
 mod queries;
 mod schema;
+mod tokens;
 mod writes;

@@ -1,0 +1,222 @@
+//! RS256/ES256 tokens through a JWKS URL: validation, key rotation, algorithm confusion.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use aws_lc_rs::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+};
+use axum::{Json, Router, routing::get};
+use base64::Engine as _;
+use blog_graphql::{auth::TokenRules, storage::Storage};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, dynamodb_endpoint, spawn_app_on, test_config, test_settings};
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    jwk: Value,
+    public: Vec<u8>,
+}
+
+fn es256_key(kid: &str) -> SigningKey {
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("key");
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("pair");
+    let public = pair.public_key().as_ref().to_vec();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    SigningKey {
+        kid: kid.to_owned(),
+        encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+        jwk: json!({ "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+                     "x": b64(&public[1..33]), "y": b64(&public[33..65]) }),
+        public,
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({ "sub": sub, "iss": "https://issuer.test", "aud": "blog", "exp": now() + 600, "iat": now() })
+}
+
+fn sign(key: &SigningKey, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).expect("token")
+}
+
+struct Provider {
+    keys: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+    url: String,
+}
+
+async fn provider(keys: Vec<Value>) -> Provider {
+    let keys = Arc::new(Mutex::new(keys));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (k, f) = (keys.clone(), fetches.clone());
+    let router = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let (k, f) = (k.clone(), f.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                Json(json!({ "keys": *k.lock().expect("lock") }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Provider { keys, fetches, url }
+}
+
+async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
+    let settings = test_settings(dynamodb_endpoint());
+    let storage = Storage::connect(&settings).await.expect("storage");
+    storage.create_tables().await.expect("tables");
+    let mut config = test_config(settings);
+    config.jwt_secret = None;
+    config.jwks_url = Some(url.to_owned());
+    config.token_rules = TokenRules {
+        issuer: Some("https://issuer.test".into()),
+        audience: Some("blog".into()),
+        jwks_refresh_cooldown: cooldown,
+    };
+    spawn_app_on(config, storage).await
+}
+
+async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.url))
+        .header("accept", "application/graphql-response+json")
+        .bearer_auth(token)
+        .json(&json!({ "query": "{ viewer { id } }" }))
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    let mut body: Value = response.json().await.expect("json");
+    if let Some(o) = body.as_object_mut() {
+        o.remove("extensions");
+    }
+    (status, body)
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+#[tokio::test]
+async fn es256_tokens_from_a_jwks_are_checked_in_full() {
+    let key = es256_key("k1");
+    let other = es256_key("k1");
+    let provider = provider(vec![key.jwk.clone()]).await;
+    let app = app_with_jwks(&provider.url, Duration::from_secs(30)).await;
+    app.add_user("u1", "alice").await;
+
+    let (status, body) = viewer(&app, &sign(&key, &claims("u1"))).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({ "data": { "viewer": { "id": "u1" } } }))
+    );
+
+    let mut wrong_issuer = claims("u1");
+    wrong_issuer["iss"] = json!("https://evil.test");
+    let mut wrong_audience = claims("u1");
+    wrong_audience["aud"] = json!("other-app");
+    let mut not_yet = claims("u1");
+    not_yet["nbf"] = json!(now() + 3600);
+    let mut expired = claims("u1");
+    expired["exp"] = json!(now() - 3600);
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({ "alg": "none", "kid": "k1" })),
+        b64(&claims("u1"))
+    );
+    // Algorithm confusion: HS256 keyed with the public key the JWKS publishes.
+    let confused = jsonwebtoken::encode(
+        &Header {
+            kid: Some("k1".into()),
+            ..Header::new(Algorithm::HS256)
+        },
+        &claims("u1"),
+        &EncodingKey::from_secret(&key.public),
+    )
+    .expect("token");
+    for (name, token) in [
+        ("wrong issuer", sign(&key, &wrong_issuer)),
+        ("wrong audience", sign(&key, &wrong_audience)),
+        ("not valid yet", sign(&key, &not_yet)),
+        ("expired", sign(&key, &expired)),
+        (
+            "signed by another key with the same kid",
+            sign(&other, &claims("u1")),
+        ),
+        ("alg none", unsigned),
+        ("HS256 keyed with the public key", confused),
+    ] {
+        let (status, body) = viewer(&app, &token).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, Some("UNAUTHENTICATED")),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(
+        provider.fetches.load(Ordering::SeqCst),
+        1,
+        "keys are cached"
+    );
+}
+
+#[tokio::test]
+async fn rotated_keys_are_fetched_and_made_up_key_ids_do_not_hammer_the_provider() {
+    let old = es256_key("old");
+    let provider = provider(vec![old.jwk.clone()]).await;
+    let app = app_with_jwks(&provider.url, Duration::from_millis(200)).await;
+    app.add_user("u1", "alice").await;
+    assert_eq!(viewer(&app, &sign(&old, &claims("u1"))).await.0, 200);
+
+    // The provider rotates: a new key appears, and tokens start to use it.
+    let new = es256_key("new");
+    provider.keys.lock().expect("lock").push(new.jwk.clone());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(viewer(&app, &sign(&new, &claims("u1"))).await.0, 200);
+    assert_eq!(provider.fetches.load(Ordering::SeqCst), 2);
+
+    // Tokens naming unknown keys: at most one fetch per cooldown, however many arrive.
+    for i in 0..20 {
+        let stranger = es256_key(&format!("made-up-{i}"));
+        let (status, body) = viewer(&app, &sign(&stranger, &claims("u1"))).await;
+        assert_eq!((status, code(&body)), (401, Some("UNAUTHENTICATED")));
+    }
+    assert!(
+        provider.fetches.load(Ordering::SeqCst) <= 4,
+        "{:?}",
+        provider.fetches
+    );
+}
