@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::Authenticator,
-    config::Config,
+    config::{Config, QueryLimits},
     graphql::build_schema,
     http::{AppState, router},
     storage::Storage,
@@ -27,8 +27,12 @@ impl App {
 
     /// Like [`App::build`], over a storage handle made elsewhere (tests inject faults so).
     pub async fn build_with_storage(config: &Config, storage: Storage) -> anyhow::Result<Self> {
+        let limits = QueryLimits {
+            introspection: config.query.introspection && !config.http.production,
+            ..config.query
+        };
         let state = AppState {
-            schema: build_schema(config.query, config.http.production),
+            schema: build_schema(limits, config.http.production),
             storage,
             auth: Arc::new(Authenticator::new(
                 config.jwt_secret.as_ref(),

@@ -204,6 +204,7 @@ impl TryFrom<ServeArgs> for Config {
                 max_depth: limits.max_query_depth,
                 max_fields: limits.max_query_fields,
                 max_cost: limits.max_query_cost,
+                introspection: true,
             },
         })
     }

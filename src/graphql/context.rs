@@ -1,5 +1,7 @@
 //! Request data a resolver needs, with a bug-shaped error (not a panic) when it is missing.
 
+use std::future::Future;
+
 use async_graphql::Context;
 
 use crate::{auth::Viewer, error::AppError, loaders::Loaders};
@@ -14,4 +16,21 @@ pub fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders, AppError> {
 
 pub fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {
     ctx.data_opt::<Viewer>().ok_or_else(|| missing("Viewer"))
+}
+
+/// The value of a nullable field. On failure the error is reported with the field's path
+/// and the field is null, as the GraphQL spec has it (async-graphql 7 would leave the
+/// field out of the response instead, or null the whole parent).
+pub async fn nullable<T>(
+    ctx: &Context<'_>,
+    value: impl Future<Output = Result<Option<T>, AppError>>,
+) -> Option<T> {
+    match value.await {
+        Ok(value) => value,
+        Err(err) => {
+            let error = async_graphql::Error::from(err).into_server_error(ctx.item.pos);
+            ctx.add_error(ctx.set_error_path(error));
+            None
+        }
+    }
 }

@@ -28,6 +28,8 @@ pub struct QueryLimits {
     pub max_depth: usize,
     pub max_fields: u64,
     pub max_cost: u64,
+    /// Whether `__schema` and `__type` may be queried (off in production mode).
+    pub introspection: bool,
 }
 
 impl Default for QueryLimits {
@@ -38,6 +40,7 @@ impl Default for QueryLimits {
             max_depth: 12,
             max_fields: 1_000,
             max_cost: 10_000,
+            introspection: true,
         }
     }
 }
@@ -167,6 +170,30 @@ pub fn measure(
     total
 }
 
+/// Whether any operation asks for `__schema` or `__type` at its root (directly or
+/// through fragments).
+fn introspects(document: &ExecutableDocument) -> bool {
+    fn root(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
+        depth < 16
+            && set.items.iter().any(|item| match &item.node {
+                Selection::Field(field) => {
+                    matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                }
+                Selection::InlineFragment(fragment) => {
+                    root(document, &fragment.node.selection_set.node, depth + 1)
+                }
+                Selection::FragmentSpread(spread) => document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .is_some_and(|f| root(document, &f.node.selection_set.node, depth + 1)),
+            })
+    }
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| root(document, &op.node.selection_set.node, 0))
+}
+
 fn too_complex(message: String) -> ServerError {
     let mut error = ServerError::new(message, Some(Pos::default()));
     error.locations.clear();
@@ -194,6 +221,14 @@ impl QueryLimits {
                 "the document has {operations} operations; the limit is {}",
                 self.max_operations
             )));
+        }
+        if !self.introspection && introspects(document) {
+            let mut error = too_complex("introspection is turned off on this server".to_owned());
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "GRAPHQL_VALIDATION_FAILED");
+            return Err(error);
         }
         let measure = measure(document, variables, operation_name);
         if measure.depth > self.max_depth {

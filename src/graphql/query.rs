@@ -1,7 +1,7 @@
 use async_graphql::{Context, ID, Object, Result, connection::Connection};
 
 use super::{
-    context::{loaders, viewer},
+    context::{loaders, nullable, viewer},
     cursor::{self, List},
     types::{Comment, DEFAULT_FIRST, Post, User, connection, page_size},
 };
@@ -12,9 +12,12 @@ pub struct Query;
 #[Object]
 impl Query {
     /// A user by id; null when there is none.
-    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        let id = UserId::parse(id.0).map_err(crate::error::AppError::from)?;
-        Ok(loaders(ctx)?.user(&id).await?.map(User))
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Option<User> {
+        nullable(ctx, async {
+            let id = UserId::parse(id.0)?;
+            Ok(loaders(ctx)?.user(&id).await?.map(User))
+        })
+        .await
     }
 
     /// All users, in no promised order. `first`: 0 to 100; `after`: a cursor of this list.
@@ -33,22 +36,31 @@ impl Query {
     }
 
     /// A post by id; null when there is none.
-    async fn post(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Post>> {
-        let id = PostId::parse(id.0).map_err(crate::error::AppError::from)?;
-        Ok(loaders(ctx)?.post(&id).await?.map(Post))
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> Option<Post> {
+        nullable(ctx, async {
+            let id = PostId::parse(id.0)?;
+            Ok(loaders(ctx)?.post(&id).await?.map(Post))
+        })
+        .await
     }
 
     /// A comment by id; null when there is none.
-    async fn comment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Comment>> {
-        let id = CommentId::parse(id.0).map_err(crate::error::AppError::from)?;
-        Ok(loaders(ctx)?.comment(&id).await?.map(Comment))
+    async fn comment(&self, ctx: &Context<'_>, id: ID) -> Option<Comment> {
+        nullable(ctx, async {
+            let id = CommentId::parse(id.0)?;
+            Ok(loaders(ctx)?.comment(&id).await?.map(Comment))
+        })
+        .await
     }
 
     /// The authenticated user; null when anonymous or not created yet.
-    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let Some(id) = viewer(ctx)?.id() else {
-            return Ok(None);
-        };
-        Ok(loaders(ctx)?.user(id).await?.map(User))
+    async fn viewer(&self, ctx: &Context<'_>) -> Option<User> {
+        nullable(ctx, async {
+            let Some(id) = viewer(ctx)?.id() else {
+                return Ok(None);
+            };
+            Ok(loaders(ctx)?.user(id).await?.map(User))
+        })
+        .await
     }
 }

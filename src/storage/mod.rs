@@ -16,7 +16,7 @@ mod writes;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_dynamodb::{
     Client,
     error::{ProvideErrorMetadata, SdkError},
@@ -43,15 +43,25 @@ impl Storage {
     /// Builds a client from the standard AWS configuration chain, with `settings` on top.
     pub async fn connect(settings: &DynamoArgs) -> anyhow::Result<Self> {
         let tables = Tables::new(&settings.app_name, &settings.deployment_id)?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-            // A hung DynamoDB must not hang a client: fail an attempt after a few seconds and
-            // the whole operation (retries included) well inside the HTTP request timeout.
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
-                .build(),
-        );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                // A hung DynamoDB must not hang a client: fail an attempt after a few seconds
+                // and the whole operation (retries included) inside the HTTP request timeout.
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(8))
+                    .build(),
+            )
+            // Throttling and dropped connections are retried with jittered backoff, but
+            // briefly: a client waiting on a DynamoDB that is down learns it in well under
+            // a second (SERVICE_UNAVAILABLE), and can retry itself.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_secs(1)),
+            );
         let region_in_env = std::env::var_os("AWS_REGION").is_some()
             || std::env::var_os("AWS_DEFAULT_REGION").is_some();
         match &settings.region {

@@ -2,6 +2,7 @@
 
 mod cost;
 mod davinci;
+mod faults;
 mod helpers;
 mod hostile;
 mod http;

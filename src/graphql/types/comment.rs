@@ -1,7 +1,10 @@
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, Object};
 
 use super::{DateTime, Post, User};
-use crate::{domain, graphql::context::loaders};
+use crate::{
+    domain,
+    graphql::context::{loaders, nullable},
+};
 
 /// A comment on a post.
 pub struct Comment(pub domain::Comment);
@@ -31,12 +34,18 @@ impl Comment {
     }
 
     /// Null when the author no longer exists.
-    async fn author(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(loaders(ctx)?.user(&self.0.author_id).await?.map(User))
+    async fn author(&self, ctx: &Context<'_>) -> Option<User> {
+        nullable(ctx, async {
+            Ok(loaders(ctx)?.user(&self.0.author_id).await?.map(User))
+        })
+        .await
     }
 
     /// Null when the post no longer exists.
-    async fn post(&self, ctx: &Context<'_>) -> Result<Option<Post>> {
-        Ok(loaders(ctx)?.post(&self.0.post_id).await?.map(Post))
+    async fn post(&self, ctx: &Context<'_>) -> Option<Post> {
+        nullable(ctx, async {
+            Ok(loaders(ctx)?.post(&self.0.post_id).await?.map(Post))
+        })
+        .await
     }
 }

@@ -4,7 +4,7 @@ use super::{Comment, DEFAULT_FIRST, DateTime, User, connection, page_size};
 use crate::{
     domain,
     graphql::{
-        context::loaders,
+        context::{loaders, nullable},
         cursor::{self, List},
     },
     loaders::PageRequest,
@@ -47,8 +47,11 @@ impl Post {
     }
 
     /// Null when the author no longer exists.
-    async fn author(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        Ok(loaders(ctx)?.user(&self.0.author_id).await?.map(User))
+    async fn author(&self, ctx: &Context<'_>) -> Option<User> {
+        nullable(ctx, async {
+            Ok(loaders(ctx)?.user(&self.0.author_id).await?.map(User))
+        })
+        .await
     }
 
     /// The post's comments, oldest first. `first`: 0 to 100; `after`: a cursor of this list.
