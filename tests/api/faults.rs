@@ -261,3 +261,65 @@ async fn cors_allows_only_the_configured_origins() {
     let other = preflight("https://evil.example.com").await.expect("sent");
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn dynamodb_stopped_and_restarted_under_traffic_needs_no_server_restart() {
+    use crate::helpers::{free_port, spawn_dynamodb_local, stop_dynamodb_local};
+
+    let port = free_port();
+    let dynamodb = tokio::task::spawn_blocking(move || spawn_dynamodb_local(port))
+        .await
+        .expect("started");
+    let settings = test_settings(&format!("http://127.0.0.1:{port}"));
+    let storage = Storage::connect(&settings).await.expect("client");
+    storage.create_tables().await.expect("tables");
+    let app = spawn_app_on(test_config(settings), storage.clone()).await;
+    app.add_user("u1", "alice").await;
+    let query = "{ user(id: \"u1\") { username } }";
+    let ok = json!({ "data": { "user": { "username": "alice" } } });
+    assert_eq!(app.query(query, json!({})).await, ok);
+
+    tokio::task::spawn_blocking(move || stop_dynamodb_local(dynamodb, port))
+        .await
+        .expect("stopped");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let body = app.query(query, json!({})).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "fails fast: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            json!("SERVICE_UNAVAILABLE"),
+            "{body}"
+        );
+        assert_eq!(body["data"], json!({ "user": null }));
+    }
+    let ready = app
+        .http
+        .get(format!("{}/ready", app.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 503);
+
+    // DynamoDB comes back (empty: it keeps its data in memory); the same server carries on.
+    let dynamodb = tokio::task::spawn_blocking(move || spawn_dynamodb_local(port))
+        .await
+        .expect("restarted");
+    storage.create_tables().await.expect("tables again");
+    app.add_user("u1", "alice").await;
+    assert_eq!(app.query(query, json!({})).await, ok);
+    let ready = app
+        .http
+        .get(format!("{}/ready", app.url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+    tokio::task::spawn_blocking(move || stop_dynamodb_local(dynamodb, port))
+        .await
+        .expect("stopped");
+}

@@ -47,23 +47,42 @@ fn start_dynamodb_local() -> DynamoDbLocal {
             _guard: None,
         };
     }
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new(format!("{root}/scripts/dynamodb-local.sh"))
-        .arg("jar-dir")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/dynamodb-local.sh runs");
-    assert!(output.status.success(), "installing DynamoDB Local failed");
-    let dir = String::from_utf8(output.stdout).expect("utf-8 path");
-    let dir = dir.trim();
-    let port = TcpListener::bind("127.0.0.1:0")
+    let port = free_port();
+    DynamoDbLocal {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _guard: Some(spawn_dynamodb_local(port)),
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
-        .port();
+        .port()
+}
+
+/// Starts a DynamoDB Local (in memory) on `port` and waits until it accepts connections.
+/// The returned child is a shell whose stdin we hold: when the pipe closes (the child is
+/// killed, dropped, or the test process exits), it stops Java.
+pub fn spawn_dynamodb_local(port: u16) -> Child {
+    static JAR_DIR: OnceLock<String> = OnceLock::new();
+    let dir = JAR_DIR.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let output = Command::new(format!("{root}/scripts/dynamodb-local.sh"))
+            .arg("jar-dir")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/dynamodb-local.sh runs");
+        assert!(output.status.success(), "installing DynamoDB Local failed");
+        String::from_utf8(output.stdout)
+            .expect("utf-8 path")
+            .trim()
+            .to_owned()
+    });
     let script = format!(
         "java -Djava.library.path='{dir}/DynamoDBLocal_lib' -jar '{dir}/DynamoDBLocal.jar' \
          -sharedDb -inMemory -disableTelemetry -port {port} >/dev/null 2>&1 & \
-         java=$!; read -r _; kill $java"
+         java=$!; read -r _; kill $java; wait $java"
     );
     let child = Command::new("sh")
         .arg("-c")
@@ -77,9 +96,18 @@ fn start_dynamodb_local() -> DynamoDbLocal {
         assert!(Instant::now() < deadline, "DynamoDB Local did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    DynamoDbLocal {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _guard: Some(child),
+    child
+}
+
+/// Stops a DynamoDB Local started by [`spawn_dynamodb_local`] and waits until it is gone.
+pub fn stop_dynamodb_local(mut child: Child, port: u16) {
+    // Closing stdin makes the shell stop Java and wait for it.
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "DynamoDB Local did not stop");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
