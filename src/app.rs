@@ -3,19 +3,24 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 
 use crate::{
     auth::Authenticator,
     config::{Config, QueryLimits},
-    graphql::build_schema,
+    graphql::{Live, build_schema},
     http::{AppState, router},
-    storage::Storage,
+    storage::{EventFeed, Storage},
 };
 
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    feed: Option<EventFeed>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl App {
@@ -31,8 +36,20 @@ impl App {
             introspection: config.query.introspection && !config.http.production,
             ..config.query
         };
+        // Long-lived work (stream readers, subscriptions, WebSockets) watches this and
+        // ends by itself when the server shuts down.
+        let (shutdown, signal) = watch::channel(false);
+        let feed = if config.live.enabled {
+            storage.start_event_feed(signal.clone())
+        } else {
+            None
+        };
+        let live = feed.clone().map(|feed| Live {
+            feed,
+            shutdown: signal.clone(),
+        });
         let state = AppState {
-            schema: build_schema(limits, config.http.production),
+            schema: build_schema(limits, config.http.production, live),
             storage,
             auth: Arc::new(Authenticator::new(
                 config.jwt_secret.as_ref(),
@@ -40,6 +57,9 @@ impl App {
                 config.token_rules.clone(),
             )),
             settings: Arc::new(config.http.clone()),
+            websockets: Arc::new(Semaphore::new(config.live.max_connections)),
+            max_subscriptions: config.live.max_subscriptions_per_connection,
+            shutdown: signal,
         };
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
@@ -48,6 +68,8 @@ impl App {
         Ok(Self {
             listener,
             router: router(state),
+            feed,
+            shutdown,
         })
     }
 
@@ -55,13 +77,26 @@ impl App {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    /// Waits until the subscription feed reads both tables' streams (at once when
+    /// subscriptions are off): events written from then on reach subscribers.
+    pub async fn events_ready(&self) {
+        if let Some(feed) = &self.feed {
+            feed.ready().await;
+        }
+    }
+
+    /// Serves until `shutdown` completes; then subscriptions complete, WebSockets close,
+    /// and requests in flight finish.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let signal = self.shutdown;
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = signal.send(true);
+            })
             .await
     }
 }

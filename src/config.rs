@@ -79,6 +79,34 @@ pub struct LimitArgs {
     /// Origins allowed by CORS, comma-separated (`*` for any); none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
+    /// Serve subscriptions (reads the tables' DynamoDB Streams).
+    #[arg(long, env = "SUBSCRIPTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub subscriptions: bool,
+    /// WebSocket connections served at once.
+    #[arg(long, env = "MAX_WEBSOCKET_CONNECTIONS", default_value_t = LiveSettings::default().max_connections)]
+    pub max_websocket_connections: usize,
+    /// Subscriptions one WebSocket connection may hold at once.
+    #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = LiveSettings::default().max_subscriptions_per_connection)]
+    pub max_subscriptions_per_connection: usize,
+}
+
+/// Settings of subscriptions.
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    /// Whether to read the tables' streams and serve subscriptions.
+    pub enabled: bool,
+    pub max_connections: usize,
+    pub max_subscriptions_per_connection: usize,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 20,
+        }
+    }
 }
 
 /// Settings of the HTTP layer.
@@ -170,6 +198,7 @@ pub struct Config {
     pub dynamo: DynamoArgs,
     pub http: HttpSettings,
     pub query: QueryLimits,
+    pub live: LiveSettings,
 }
 
 impl TryFrom<ServeArgs> for Config {
@@ -205,6 +234,11 @@ impl TryFrom<ServeArgs> for Config {
                 max_fields: limits.max_query_fields,
                 max_cost: limits.max_query_cost,
                 introspection: true,
+            },
+            live: LiveSettings {
+                enabled: limits.subscriptions,
+                max_connections: limits.max_websocket_connections,
+                max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
             },
         })
     }

@@ -4,9 +4,11 @@
 //! already been checked, so the layers above and below can rely on it.
 
 mod entities;
+mod events;
 mod ids;
 mod inputs;
 
 pub use entities::{Comment, NewComment, NewPost, NewUser, Post, User, now};
+pub use events::Event;
 pub use ids::{CommentId, PostId, UserId};
 pub use inputs::{CommentContent, Email, InputError, PageSize, PostContent, Title, Username};

@@ -2,6 +2,7 @@
 
 mod graphql;
 mod health;
+mod ws;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
@@ -27,6 +29,10 @@ pub struct AppState {
     pub storage: Storage,
     pub auth: Arc<Authenticator>,
     pub settings: Arc<HttpSettings>,
+    /// WebSocket connections that may still be opened.
+    pub websockets: Arc<Semaphore>,
+    pub max_subscriptions: usize,
+    pub shutdown: watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,7 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::get_graphql).post(graphql::post_graphql),
+            get(ws::get_or_upgrade).post(graphql::post_graphql),
         )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -54,6 +54,16 @@ impl Loaders {
         }
     }
 
+    /// Loaders for the events of a subscription: they batch the loads of one event's
+    /// fields, but keep nothing from one event to the next (a subscription lives long,
+    /// and what it loaded an hour ago may have changed).
+    pub fn without_cache(storage: Storage) -> Self {
+        let loaders = Self::new(storage);
+        loaders.entities.enable_all_cache(false);
+        loaders.pages.enable_all_cache(false);
+        loaders
+    }
+
     /// The storage handle of this request (its requests are counted with the loaders').
     pub fn storage(&self) -> &Storage {
         &self.storage

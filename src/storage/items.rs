@@ -74,7 +74,12 @@ struct CommentRecord {
     version: Option<i64>,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(item: Item, what: &str) -> anyhow::Result<T> {
+/// Decodes a stored item, from a table or from a stream image (the two SDKs have their
+/// own attribute types; serde_dynamo reads both).
+fn decode<T: for<'de> Deserialize<'de>>(
+    item: impl Into<serde_dynamo::Item>,
+    what: &str,
+) -> anyhow::Result<T> {
     serde_dynamo::from_item(item).with_context(|| format!("a stored {what} item is malformed"))
 }
 
@@ -101,7 +106,7 @@ pub(crate) fn user_to_item(user: &User) -> anyhow::Result<Item> {
     })
 }
 
-pub(crate) fn post_from_item(item: Item) -> anyhow::Result<Post> {
+pub(crate) fn post_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Result<Post> {
     let r: PostRecord = decode(item, "post")?;
     let created_at = from_epoch(r.created_at)?;
     Ok(Post {
@@ -133,7 +138,7 @@ pub(crate) fn post_to_item(post: &Post) -> anyhow::Result<Item> {
     })
 }
 
-pub(crate) fn comment_from_item(item: Item) -> anyhow::Result<Comment> {
+pub(crate) fn comment_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Result<Comment> {
     let r: CommentRecord = decode(item, "comment")?;
     let created_at = from_epoch(r.created_at)?;
     Ok(Comment {

@@ -9,6 +9,7 @@ mod cost;
 mod items;
 mod pages;
 mod posts;
+mod streams;
 mod tables;
 mod users;
 mod writes;
@@ -26,6 +27,7 @@ use aws_sdk_dynamodb::{
 pub use cost::{CostRecorder, CostReport};
 pub use items::{KeyPart, PageKey};
 pub use pages::Page;
+pub use streams::{EventFeed, FEED_CAPACITY};
 pub use tables::Tables;
 
 use crate::{config::DynamoArgs, error::AppError};
@@ -35,6 +37,8 @@ use crate::{config::DynamoArgs, error::AppError};
 #[derive(Clone, Debug)]
 pub struct Storage {
     client: Client,
+    /// Reads the tables' streams; `None` where there is none to read (a mocked client).
+    streams: Option<aws_sdk_dynamodbstreams::Client>,
     tables: Arc<Tables>,
     cost: Option<Arc<CostRecorder>>,
 }
@@ -87,12 +91,15 @@ impl Storage {
         if sdk_config.region().is_none() {
             anyhow::bail!("no AWS region is configured: set AWS_REGION");
         }
-        Ok(Self::from_client(Client::new(&sdk_config), tables))
+        let mut storage = Self::from_client(Client::new(&sdk_config), tables);
+        storage.streams = Some(aws_sdk_dynamodbstreams::Client::new(&sdk_config));
+        Ok(storage)
     }
 
     pub fn from_client(client: Client, tables: Tables) -> Self {
         Self {
             client,
+            streams: None,
             tables: Arc::new(tables),
             cost: None,
         }

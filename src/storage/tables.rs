@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::{
     Client,
     types::{
         AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
-        KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+        KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+        StreamViewType, TableStatus,
     },
 };
 
@@ -56,21 +57,25 @@ impl Tables {
                 name: &self.users,
                 key: "UserId",
                 index: None,
+                stream: false,
             },
             TableSpec {
                 name: &self.posts,
                 key: "PostId",
                 index: Some((USER_POSTS_INDEX, "UserId", "CreatedAt")),
+                stream: true,
             },
             TableSpec {
                 name: &self.comments,
                 key: "CommentId",
                 index: Some((POST_COMMENTS_INDEX, "PostId", "CreatedAt")),
+                stream: true,
             },
             TableSpec {
                 name: &self.usernames,
                 key: "UsernameKey",
                 index: None,
+                stream: false,
             },
         ]
     }
@@ -81,6 +86,8 @@ struct TableSpec<'a> {
     key: &'static str,
     /// (index name, partition key S, sort key N), projection ALL.
     index: Option<(&'static str, &'static str, &'static str)>,
+    /// A stream of new images feeds subscriptions.
+    stream: bool,
 }
 
 fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
@@ -101,15 +108,58 @@ fn attribute(name: &str, kind: ScalarAttributeType) -> anyhow::Result<AttributeD
 /// Safe to run again and from several processes at once.
 pub(crate) async fn create_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
     for spec in tables.specs() {
-        if describe(client, spec.name).await?.is_none() {
-            create(client, &spec).await?;
-            tracing::info!(table = spec.name, "created table");
+        match describe(client, spec.name).await? {
+            None => {
+                create(client, &spec).await?;
+                tracing::info!(table = spec.name, "created table");
+            }
+            Some(table) if spec.stream => enable_stream(client, spec.name, &table).await?,
+            Some(_) => {}
         }
     }
     for spec in tables.specs() {
         wait_active(client, spec.name).await?;
     }
     Ok(())
+}
+
+fn new_images() -> anyhow::Result<StreamSpecification> {
+    Ok(StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewImage)
+        .build()?)
+}
+
+/// Turns on the stream of a table made without one (by Da Vinci, or by an older
+/// version of this server). A stream that exists must carry new images.
+async fn enable_stream(
+    client: &Client,
+    name: &str,
+    table: &aws_sdk_dynamodb::types::TableDescription,
+) -> anyhow::Result<()> {
+    let current = table
+        .stream_specification()
+        .filter(|s| s.stream_enabled())
+        .and_then(|s| s.stream_view_type());
+    match current {
+        Some(StreamViewType::NewImage | StreamViewType::NewAndOldImages) => Ok(()),
+        Some(other) => bail!(
+            "table {name} has a stream of {other:?}; subscriptions need new images \
+             (NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+        ),
+        None => {
+            wait_active(client, name).await?;
+            client
+                .update_table()
+                .table_name(name)
+                .stream_specification(new_images()?)
+                .send()
+                .await
+                .with_context(|| format!("enabling the stream of {name}"))?;
+            tracing::info!(table = name, "enabled the table's stream");
+            Ok(())
+        }
+    }
 }
 
 async fn describe(
@@ -136,6 +186,9 @@ async fn create(client: &Client, spec: &TableSpec<'_>) -> anyhow::Result<()> {
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key(spec.key, KeyType::Hash)?)
         .attribute_definitions(attribute(spec.key, ScalarAttributeType::S)?);
+    if spec.stream {
+        request = request.stream_specification(new_images()?);
+    }
     if let Some((index, partition, sort)) = spec.index {
         request = request
             .attribute_definitions(attribute(partition, ScalarAttributeType::S)?)

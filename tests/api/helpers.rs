@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::{
 use blog_graphql::{
     app::App,
     auth::Authenticator,
-    config::{Config, DynamoArgs, Secret},
+    config::{Config, DynamoArgs, LiveSettings, Secret},
     domain::{Comment, CommentId, Post, PostId, User, UserId},
     storage::Storage,
 };
@@ -150,6 +150,11 @@ pub fn test_config(dynamo: DynamoArgs) -> Config {
         dynamo,
         http: Default::default(),
         query: Default::default(),
+        // Subscription tests turn the streams on; the others need no stream readers.
+        live: LiveSettings {
+            enabled: false,
+            ..Default::default()
+        },
     }
 }
 
@@ -163,11 +168,22 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server over the given storage (which a test may point anywhere).
 pub async fn spawn_app_on(config: Config, storage: Storage) -> TestApp {
+    spawn_app_until(config, storage, std::future::pending()).await
+}
+
+/// A server that shuts down when `shutdown` completes. With subscriptions on, it is
+/// returned once it reads the tables' streams.
+pub async fn spawn_app_until(
+    config: Config,
+    storage: Storage,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> TestApp {
     let app = App::build_with_storage(&config, storage.clone())
         .await
         .expect("app builds");
+    app.events_ready().await;
     let url = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run(std::future::pending()));
+    tokio::spawn(app.run(shutdown));
     // reqwest's rustls needs a process-wide crypto provider; the server installs the same
     // one when it fetches a JWKS.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

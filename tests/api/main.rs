@@ -9,5 +9,6 @@ mod http;
 mod mutations;
 mod queries;
 mod schema;
+mod subscriptions;
 mod tokens;
 mod writes;

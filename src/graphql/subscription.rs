@@ -1,0 +1,201 @@
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID, Result, Subscription as SubscriptionObject};
+use futures::{Stream, StreamExt, stream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+
+use super::types::{Comment, Post};
+use crate::{
+    domain::{Event, PostId, UserId},
+    error::AppError,
+    storage::EventFeed,
+};
+
+/// What subscriptions need from the server: its event feed and its shutdown signal.
+#[derive(Clone)]
+pub struct Live {
+    pub feed: EventFeed,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The subscriptions a WebSocket connection may still open, of `max`.
+#[derive(Clone)]
+pub struct SubscriptionSlots {
+    pub free: Arc<Semaphore>,
+    pub max: usize,
+}
+
+impl SubscriptionSlots {
+    pub fn new(max: usize) -> Self {
+        Self {
+            free: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+pub struct Subscription;
+
+#[SubscriptionObject]
+impl Subscription {
+    /// Each new comment on the post, within a second of its write, in write order: written
+    /// through any instance of this server or by any other program writing the table.
+    async fn comment_added(
+        &self,
+        ctx: &Context<'_>,
+        post_id: ID,
+    ) -> Result<impl Stream<Item = Result<Comment>> + use<>> {
+        let post = PostId::parse(post_id.0).map_err(AppError::from)?;
+        let events = events(ctx)?;
+        Ok(events.filter_map(move |event| {
+            let item = match event {
+                Ok(Event::CommentAdded(comment)) if comment.post_id == post => {
+                    Some(Ok(Comment(comment)))
+                }
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            };
+            std::future::ready(item)
+        }))
+    }
+
+    /// Each new post, of one author or of everyone.
+    async fn post_added(
+        &self,
+        ctx: &Context<'_>,
+        author_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Post>> + use<>> {
+        let author = author_id
+            .map(|id| UserId::parse(id.0))
+            .transpose()
+            .map_err(AppError::from)?;
+        let events = events(ctx)?;
+        Ok(events.filter_map(move |event| {
+            let item = match event {
+                Ok(Event::PostAdded(post))
+                    if author.as_ref().is_none_or(|a| &post.author_id == a) =>
+                {
+                    Some(Ok(Post(post)))
+                }
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            };
+            std::future::ready(item)
+        }))
+    }
+}
+
+/// The instance's events for one subscription. It ends when the server shuts down, and
+/// with an error when the subscriber falls so far behind that the feed dropped events
+/// for it: a slow subscriber is let go rather than allowed to slow the others.
+fn events(ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Event>> + use<>, AppError> {
+    let live = ctx.data_opt::<Live>().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!(
+            "subscriptions are turned off on this server"
+        ))
+    })?;
+    let slot = match ctx.data_opt::<SubscriptionSlots>() {
+        Some(slots) => Some(slots.free.clone().try_acquire_owned().map_err(|_| {
+            AppError::BadUserInput(format!(
+                "a connection may hold at most {} subscriptions at once",
+                slots.max
+            ))
+        })?),
+        None => None,
+    };
+    Ok(event_stream(
+        live.feed.subscribe(),
+        live.shutdown.clone(),
+        slot,
+    ))
+}
+
+fn event_stream(
+    receiver: broadcast::Receiver<Event>,
+    shutdown: watch::Receiver<bool>,
+    slot: Option<OwnedSemaphorePermit>,
+) -> impl Stream<Item = Result<Event>> + use<> {
+    struct State {
+        receiver: broadcast::Receiver<Event>,
+        shutdown: watch::Receiver<bool>,
+        _slot: Option<OwnedSemaphorePermit>,
+        done: bool,
+    }
+    let state = State {
+        receiver,
+        shutdown,
+        _slot: slot,
+        done: false,
+    };
+    stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let next = tokio::select! {
+            received = state.receiver.recv() => received,
+            _ = state.shutdown.wait_for(|stop| *stop) => return None,
+        };
+        match next {
+            Ok(event) => Some((Ok(event), state)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                state.done = true;
+                let error = async_graphql::Error::new(format!(
+                    "this subscription fell {missed} events behind and was ended; subscribe again"
+                ))
+                .extend_with(|_, e| e.set("code", "SERVICE_UNAVAILABLE"));
+                Some((Err(error), state))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{Comment, CommentId};
+
+    fn comment(i: usize) -> Event {
+        Event::CommentAdded(Comment {
+            id: CommentId::from_stored(format!("c{i}")),
+            post_id: PostId::from_stored("p".into()),
+            author_id: UserId::from_stored("u".into()),
+            content: String::new(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_an_error_and_is_ended() {
+        let (sender, receiver) = broadcast::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(1));
+        let slot = slots.clone().try_acquire_owned().ok();
+        let events = event_stream(receiver, shutdown, slot);
+        for i in 0..10 {
+            sender.send(comment(i)).expect("a receiver");
+        }
+        let items: Vec<_> = events.collect().await;
+        assert_eq!(items.len(), 1);
+        let error = items[0].as_ref().expect_err("lagged");
+        assert!(
+            error.message.contains("fell 6 events behind"),
+            "{}",
+            error.message
+        );
+        assert_eq!(slots.available_permits(), 1, "the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn subscriptions_end_when_the_server_shuts_down() {
+        let (_sender, receiver) = broadcast::channel::<Event>(4);
+        let (stop, shutdown) = watch::channel(false);
+        let events = event_stream(receiver, shutdown, None);
+        stop.send(true).expect("a receiver");
+        assert_eq!(events.count().await, 0);
+    }
+}
