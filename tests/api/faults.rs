@@ -209,10 +209,7 @@ async fn a_hung_dynamodb_never_hangs_a_client_and_overload_is_refused_at_once() 
 
 #[tokio::test]
 async fn production_mode_turns_off_introspection_and_graphiql() {
-    let settings = test_settings(crate::helpers::dynamodb_endpoint());
-    let storage = Storage::connect(&settings).await.expect("client");
-    storage.create_tables().await.expect("tables");
-    let mut config = test_config(settings);
+    let (mut config, storage) = crate::helpers::fresh_tables().await;
     config.http.production = true;
     let app = spawn_app_on(config, storage).await;
     let body = app

@@ -158,12 +158,18 @@ pub fn test_config(dynamo: DynamoArgs) -> Config {
     }
 }
 
-/// A server on its own tables, created and empty.
-pub async fn spawn_app() -> TestApp {
+/// New, empty tables of their own for a test: their configuration and storage.
+pub async fn fresh_tables() -> (Config, Storage) {
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
-    spawn_app_on(test_config(settings), storage).await
+    (test_config(settings), storage)
+}
+
+/// A server on its own tables, created and empty.
+pub async fn spawn_app() -> TestApp {
+    let (config, storage) = fresh_tables().await;
+    spawn_app_on(config, storage).await
 }
 
 /// A server over the given storage (which a test may point anywhere).
@@ -223,10 +229,14 @@ impl TestApp {
     /// Runs a query (or mutation) and returns the whole response body, with the
     /// DynamoDB cost taken out into the second value.
     pub async fn run(&self, query: &str, variables: Value, token: Option<&str>) -> (Value, Value) {
-        let response = self
-            .post(&json!({ "query": query, "variables": variables }), token)
-            .await;
-        assert_eq!(response.status(), 200, "status of {query}");
+        self.send(json!({ "query": query, "variables": variables }), token)
+            .await
+    }
+
+    /// Sends a GraphQL request that must be answered with 200; splits off the cost.
+    async fn send(&self, request: Value, token: Option<&str>) -> (Value, Value) {
+        let response = self.post(&request, token).await;
+        assert_eq!(response.status(), 200, "status of {request}");
         let mut body: Value = response.json().await.expect("json body");
         let cost = body
             .as_object_mut()
@@ -253,16 +263,8 @@ impl TestApp {
         user: Option<&str>,
     ) -> (Value, Value) {
         let token = user.map(|u| self.token(u));
-        let body = json!({ "query": OPERATIONS, "operationName": name, "variables": variables });
-        let response = self.post(&body, token.as_deref()).await;
-        assert_eq!(response.status(), 200, "status of {name}");
-        let mut body: Value = response.json().await.expect("json body");
-        let cost = body
-            .as_object_mut()
-            .and_then(|o| o.remove("extensions"))
-            .map(|mut e| e["dynamodb"].take())
-            .unwrap_or(Value::Null);
-        (body, cost)
+        let request = json!({ "query": OPERATIONS, "operationName": name, "variables": variables });
+        self.send(request, token.as_deref()).await
     }
 
     pub async fn add_user(&self, id: &str, name: &str) -> User {
@@ -341,4 +343,22 @@ pub fn at(minute: i64) -> DateTime<Utc> {
 /// The RFC 3339 text the API gives for [`at`].
 pub fn at_text(minute: i64) -> String {
     at(minute).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The `extensions.code` of a response's first error.
+pub fn code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// The `extensions.code` of each of a response's errors.
+pub fn codes(body: &Value) -> Vec<&str> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

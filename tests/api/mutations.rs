@@ -1,18 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
-
-fn codes(body: &Value) -> Vec<&str> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::helpers::{codes, spawn_app};
 
 #[tokio::test]
 async fn create_user_uses_the_token_subject_and_never_overwrites() {

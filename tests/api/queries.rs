@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{at_text, spawn_app};
+use crate::helpers::{at_text, codes, spawn_app};
 
 #[tokio::test]
 async fn post_details_returns_the_post_its_author_and_comments_oldest_first() {
@@ -178,18 +178,6 @@ async fn first_zero_gives_an_empty_page_with_exact_page_info() {
     );
 }
 
-fn error_codes(body: &Value) -> Vec<&str> {
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn page_sizes_outside_0_to_100_are_refused_not_clamped() {
     let app = spawn_app().await;
@@ -200,7 +188,7 @@ async fn page_sizes_outside_0_to_100_are_refused_not_clamped() {
                 json!({ "f": first }),
             )
             .await;
-        assert_eq!(error_codes(&body), ["BAD_USER_INPUT"], "first: {first}");
+        assert_eq!(codes(&body), ["BAD_USER_INPUT"], "first: {first}");
         assert_eq!(body["data"], Value::Null);
         let message = body["errors"][0]["message"].as_str().expect("message");
         assert!(message.contains("between 0 and 100"), "{message}");
@@ -236,14 +224,14 @@ async fn tampered_or_foreign_cursors_are_bad_user_input() {
     let body = app
         .query(posts, json!({ "id": "u2", "after": cursor }))
         .await;
-    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
+    assert_eq!(codes(&body), ["BAD_USER_INPUT"]);
     let body = app
         .query(
             "query($after: String) { users(after: $after) { nodes { id } } }",
             json!({ "after": cursor }),
         )
         .await;
-    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
+    assert_eq!(codes(&body), ["BAD_USER_INPUT"]);
 
     // Garbage, truncated and re-encoded cursors.
     use base64::Engine as _;
@@ -263,7 +251,7 @@ async fn tampered_or_foreign_cursors_are_bad_user_input() {
         &"A".repeat(10_000),
     ] {
         let body = app.query(posts, json!({ "id": "u1", "after": bad })).await;
-        assert_eq!(error_codes(&body), ["BAD_USER_INPUT"], "cursor {bad:?}");
+        assert_eq!(codes(&body), ["BAD_USER_INPUT"], "cursor {bad:?}");
     }
 }
 

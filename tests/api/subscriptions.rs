@@ -423,10 +423,7 @@ async fn connections_and_subscriptions_per_connection_are_limited() {
 
 #[tokio::test]
 async fn on_shutdown_subscribers_get_complete_and_a_clean_close() {
-    let settings = test_settings(dynamodb_endpoint());
-    let storage = Storage::connect(&settings).await.expect("storage");
-    storage.create_tables().await.expect("tables");
-    let mut config = test_config(settings);
+    let (mut config, storage) = crate::helpers::fresh_tables().await;
     config.live = live();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = spawn_app_until(config, storage, async {

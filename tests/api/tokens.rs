@@ -14,11 +14,11 @@ use aws_lc_rs::{
 };
 use axum::{Json, Router, routing::get};
 use base64::Engine as _;
-use blog_graphql::{auth::TokenRules, storage::Storage};
+use blog_graphql::auth::TokenRules;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, dynamodb_endpoint, spawn_app_on, test_config, test_settings};
+use crate::helpers::{TestApp, code, spawn_app_on};
 
 struct SigningKey {
     kid: String,
@@ -93,10 +93,7 @@ async fn provider(keys: Vec<Value>) -> Provider {
 }
 
 async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
-    let settings = test_settings(dynamodb_endpoint());
-    let storage = Storage::connect(&settings).await.expect("storage");
-    storage.create_tables().await.expect("tables");
-    let mut config = test_config(settings);
+    let (mut config, storage) = crate::helpers::fresh_tables().await;
     config.jwt_secret = None;
     config.jwks_url = Some(url.to_owned());
     config.token_rules = TokenRules {
@@ -123,10 +120,6 @@ async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
         o.remove("extensions");
     }
     (status, body)
-}
-
-fn code(body: &Value) -> Option<&str> {
-    body["errors"][0]["extensions"]["code"].as_str()
 }
 
 #[tokio::test]

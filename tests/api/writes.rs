@@ -6,11 +6,7 @@ use std::sync::Arc;
 use futures::{StreamExt as _, future::join_all};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
-
-fn code(body: &Value) -> Option<&str> {
-    body["errors"][0]["extensions"]["code"].as_str()
-}
+use crate::helpers::{TestApp, code, spawn_app};
 
 const UPDATE_POST: &str = "mutation($id: ID!, $input: UpdatePostInput!) { \
     updatePost(id: $id, input: $input) { id title content version createdAt updatedAt commentCount } }";
