@@ -5,6 +5,7 @@ mod cursor;
 pub mod error;
 pub mod limits;
 mod mutation;
+mod order;
 mod query;
 pub mod subscription;
 mod types;
@@ -27,6 +28,7 @@ pub fn build_schema(
     let mut builder = Schema::build(Query, Mutation, Subscription)
         .extension(error::ErrorCodes)
         .extension(limits::Limits(limits))
+        .extension(order::FieldOrder)
         // Bounds the parser's recursion on nested lists and objects, which the
         // depth limit (fields only) does not see.
         .limit_recursive_depth(limits::RECURSION_LIMIT);

@@ -288,3 +288,23 @@ async fn a_comment_resolves_its_post_and_author() {
         }}})
     );
 }
+
+#[tokio::test]
+async fn response_fields_come_in_the_order_the_query_asked_for_them() {
+    let app = spawn_app().await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    app.add_comment("c1", "p1", "u1", 1).await;
+    let query = "{ post(id: \"p1\") { author { username } id comments { nodes { post { id } author { username } id } } } }";
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.url))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.text().await.expect("text"),
+        r#"{"data":{"post":{"author":{"username":"alice"},"id":"p1","comments":{"nodes":[{"post":{"id":"p1"},"author":{"username":"alice"},"id":"c1"}]}}}}"#
+    );
+}
