@@ -444,3 +444,59 @@ async fn on_shutdown_subscribers_get_complete_and_a_clean_close() {
     let close = client.receive(Duration::from_secs(5)).await.expect("close");
     assert_eq!(close, json!({ "type": "close", "code": 1001 }));
 }
+
+#[tokio::test]
+async fn create_tables_turns_on_the_stream_of_tables_made_without_one() {
+    use aws_sdk_dynamodb::types::StreamSpecification;
+
+    let (mut config, storage) = crate::helpers::fresh_tables().await;
+    let client = raw_client();
+    let tables = storage.tables().clone();
+    for table in [&tables.posts, &tables.comments] {
+        client
+            .update_table()
+            .table_name(table)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(false)
+                    .build()
+                    .expect("spec"),
+            )
+            .send()
+            .await
+            .expect("stream off");
+    }
+    storage.create_tables().await.expect("turns the streams on");
+    storage
+        .create_tables()
+        .await
+        .expect("and again, changing nothing");
+    for table in [&tables.posts, &tables.comments] {
+        let description = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("described");
+        let stream = description
+            .table
+            .and_then(|t| t.stream_specification)
+            .expect("a stream");
+        assert!(stream.stream_enabled(), "{table}");
+    }
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    let mut client = Client::connect(&app, None).await;
+    client
+        .subscribe("1", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.add_comment("c1", "p1", "u1", 1).await;
+    let event = client
+        .event("1", Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(event["data"]["commentAdded"]["id"], json!("c1"));
+}
