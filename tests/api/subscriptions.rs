@@ -19,6 +19,10 @@ use crate::helpers::{
     TestApp, dynamodb_endpoint, raw_client, spawn_app_until, test_config, test_settings,
 };
 
+/// Time for a subscribe message to reach the server and its subscription to start
+/// (the protocol has no acknowledgement for it).
+const SUBSCRIBED: Duration = Duration::from_millis(300);
+
 const COMMENTS: &str =
     "subscription($post: ID!) { commentAdded(postId: $post) { id content author { username } } }";
 
@@ -161,7 +165,7 @@ async fn a_comment_written_through_one_instance_reaches_a_subscriber_on_another(
     client
         .subscribe("2", COMMENTS, json!({ "post": "p2" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
 
     let written = Instant::now();
     let (body, _) = writer
@@ -196,7 +200,7 @@ async fn an_item_put_straight_into_the_table_in_da_vinci_format_is_an_event() {
     client
         .subscribe("1", COMMENTS, json!({ "post": "post-0001" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
 
     let item: HashMap<String, AttributeValue> = [
         ("CommentId", AttributeValue::S("comment-0001".into())),
@@ -237,7 +241,7 @@ async fn a_hundred_quick_comments_arrive_complete_and_in_order_and_a_slow_subscr
     slow.subscribe("s", COMMENTS, json!({ "post": "p1" })).await;
     let mut fast = Client::connect(app, None).await;
     fast.subscribe("f", COMMENTS, json!({ "post": "p1" })).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
 
     let writer = async {
         for i in 0..100 {
@@ -300,7 +304,7 @@ async fn new_posts_are_events_for_everyone_or_for_one_author() {
     let posts = "subscription($a: ID) { postAdded(authorId: $a) { id title author { username } } }";
     client.subscribe("all", posts, json!({})).await;
     client.subscribe("bob", posts, json!({ "a": "u2" })).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
     app.add_post("p1", "u1", 0).await;
     let event = client
         .event("all", Duration::from_secs(5))
@@ -378,7 +382,7 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
     client
         .subscribe("1", COMMENTS, json!({ "post": "p1" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
     app.add_comment("c1", "p1", "u1", 1).await;
     let event = client
         .event("1", Duration::from_secs(5))
@@ -434,7 +438,7 @@ async fn on_shutdown_subscribers_get_complete_and_a_clean_close() {
     client
         .subscribe("1", COMMENTS, json!({ "post": "p1" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
     stop.send(()).expect("stop");
     let complete = client
         .receive(Duration::from_secs(5))
@@ -492,7 +496,7 @@ async fn create_tables_turns_on_the_stream_of_tables_made_without_one() {
     client
         .subscribe("1", COMMENTS, json!({ "post": "p1" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(SUBSCRIBED).await;
     app.add_comment("c1", "p1", "u1", 1).await;
     let event = client
         .event("1", Duration::from_secs(5))
