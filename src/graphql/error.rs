@@ -23,6 +23,11 @@ impl From<AppError> for async_graphql::Error {
     }
 }
 
+/// An error not tied to a place in the document (so without `locations`), with its code.
+pub fn coded(message: impl Into<String>, code: &'static str) -> ServerError {
+    with_code(ServerError::new(message, None), code)
+}
+
 fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
     let has_code = err
         .extensions
@@ -79,22 +84,10 @@ impl Extension for ErrorCodes {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| {
-                    let code = if is_limit_error(&e.message) {
-                        "QUERY_TOO_COMPLEX"
-                    } else {
-                        "GRAPHQL_VALIDATION_FAILED"
-                    };
-                    with_code(e, code)
-                })
+                .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
                 .collect()
         })
     }
-}
-
-/// async-graphql's own limit errors ("Query is nested too deep.", "Query is too complex.").
-fn is_limit_error(message: &str) -> bool {
-    message.starts_with("Query is nested too deep") || message.starts_with("Query is too complex")
 }
 
 /// The code of a response's error, if it has one (for HTTP status decisions).

@@ -11,12 +11,12 @@
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{
-    Pos, ServerError, ServerResult, Value, Variables,
+    ServerError, ServerResult, Value, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet},
 };
 
-use super::types::DEFAULT_FIRST;
+use super::{error::coded, types::DEFAULT_FIRST};
 use crate::domain::PageSize;
 
 /// The limits, each a maximum. Defaults let every canonical operation of API.md through
@@ -195,13 +195,7 @@ fn introspects(document: &ExecutableDocument) -> bool {
 }
 
 fn too_complex(message: String) -> ServerError {
-    let mut error = ServerError::new(message, Some(Pos::default()));
-    error.locations.clear();
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", "QUERY_TOO_COMPLEX");
-    error
+    coded(message, "QUERY_TOO_COMPLEX")
 }
 
 impl QueryLimits {
@@ -223,12 +217,10 @@ impl QueryLimits {
             )));
         }
         if !self.introspection && introspects(document) {
-            let mut error = too_complex("introspection is turned off on this server".to_owned());
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "GRAPHQL_VALIDATION_FAILED");
-            return Err(error);
+            return Err(coded(
+                "introspection is turned off on this server",
+                "GRAPHQL_VALIDATION_FAILED",
+            ));
         }
         let measure = measure(document, variables, operation_name);
         if measure.depth > self.max_depth {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Request, Response, ServerError, Variables,
+    Request, Response, Variables,
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
@@ -20,7 +20,10 @@ use serde::Deserialize;
 use super::AppState;
 use crate::{
     error::AppError,
-    graphql::{error::error_code, limits::OperationName},
+    graphql::{
+        error::{coded, error_code},
+        limits::OperationName,
+    },
     loaders::Loaders,
     storage::CostRecorder,
 };
@@ -302,13 +305,7 @@ pub fn overloaded() -> axum::response::Response {
 }
 
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {
-    // Not tied to a place in the document, so no `locations`.
-    let mut error = ServerError::new(err.client_message(), None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", err.code());
-    let body = serde_json::json!({ "errors": [error] });
+    let body = serde_json::json!({ "errors": [coded(err.client_message(), err.code())] });
     let status = if media == MediaType::Json && status != StatusCode::METHOD_NOT_ALLOWED {
         // Legacy clients expect 200 for GraphQL errors, but not for transport errors.
         match status {

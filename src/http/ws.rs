@@ -138,45 +138,59 @@ async fn serve(
     futures::pin_mut!(messages);
 
     let mut shutdown = state.shutdown.clone();
-    loop {
-        tokio::select! {
-            message = messages.next() => match message {
-                Some(message) => {
-                    if sink.send(message).await.is_err() {
-                        return;
-                    }
-                }
-                None => break,
-            },
-            () = stopped(&mut shutdown) => {
-                // The subscriptions end by themselves on shutdown; let their `complete`
-                // messages out, then say goodbye properly.
-                let deadline = tokio::time::sleep(DRAIN);
-                tokio::pin!(deadline);
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(message) => {
-                                if sink.send(message).await.is_err() {
-                                    return;
-                                }
-                            }
-                            None => break,
-                        },
-                        () = &mut deadline => break,
-                    }
-                }
+    match forward(&mut messages, &mut sink, stopped(&mut shutdown)).await {
+        Forwarded::SinkGone => {}
+        Forwarded::Ended => {
+            let _ = sink.close().await;
+        }
+        Forwarded::Interrupted => {
+            // The subscriptions end by themselves on shutdown; let their `complete`
+            // messages out, then say goodbye properly.
+            if forward(&mut messages, &mut sink, tokio::time::sleep(DRAIN)).await
+                != Forwarded::SinkGone
+            {
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: 1001,
                         reason: "the server is shutting down".into(),
                     })))
                     .await;
-                return;
             }
         }
     }
-    let _ = sink.close().await;
+}
+
+#[derive(PartialEq)]
+enum Forwarded {
+    /// The protocol stream ended (the client closed, or the protocol closed it).
+    Ended,
+    /// The client went away.
+    SinkGone,
+    /// `until` completed first.
+    Interrupted,
+}
+
+/// Sends the protocol's messages to the client until they end, the client goes away,
+/// or `until` completes.
+async fn forward(
+    messages: &mut (impl futures::Stream<Item = Message> + Unpin),
+    sink: &mut (impl futures::Sink<Message> + Unpin),
+    until: impl std::future::Future<Output = ()>,
+) -> Forwarded {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => {
+                    if sink.send(message).await.is_err() {
+                        return Forwarded::SinkGone;
+                    }
+                }
+                None => return Forwarded::Ended,
+            },
+            () = &mut until => return Forwarded::Interrupted,
+        }
+    }
 }
 
 /// Completes when the server starts shutting down (or the signal's owner is gone).

@@ -21,8 +21,7 @@ impl Page<Item> {
         self,
         f: impl Fn(Item) -> anyhow::Result<U>,
     ) -> Result<Page<U>, AppError> {
-        let raw = self;
-        let items = raw
+        let items = self
             .items
             .into_iter()
             .map(|(key, item)| f(item).map(|value| (key, value)))
@@ -30,7 +29,7 @@ impl Page<Item> {
             .map_err(AppError::internal)?;
         Ok(Page {
             items,
-            has_next_page: raw.has_next_page,
+            has_next_page: self.has_next_page,
         })
     }
 }
