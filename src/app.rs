@@ -1,6 +1,6 @@
 //! Builds the whole server from its configuration; tests drive it through the same calls.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{
@@ -10,16 +10,23 @@ use tokio::{
 
 use crate::{
     auth::Authenticator,
-    config::{Config, QueryLimits},
-    graphql::{Live, build_schema},
-    http::{AppState, router},
+    config::{Config, HttpSettings, QueryLimits},
+    graphql::{Live, Pipeline, build_schema},
+    http::{AppState, Readiness, router},
     storage::{EventFeed, Storage},
 };
+
+/// How long, at shutdown, WebSocket connections have to say goodbye after the HTTP
+/// connections are done.
+const WEBSOCKET_DRAIN: Duration = Duration::from_secs(2);
 
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    settings: HttpSettings,
     feed: Option<EventFeed>,
+    websockets: Arc<Semaphore>,
+    max_websockets: usize,
     shutdown: watch::Sender<bool>,
 }
 
@@ -44,12 +51,20 @@ impl App {
         } else {
             None
         };
-        let live = feed.clone().map(|feed| Live {
-            feed,
-            shutdown: signal.clone(),
-        });
+        let live = feed
+            .clone()
+            .map(|feed| Live::new(feed, storage.clone(), signal.clone()));
+        let schema = build_schema(limits.introspection, live.clone());
+        let pipeline = Pipeline::new(
+            schema,
+            limits,
+            config.http.max_concurrent_requests,
+            config.http.request_timeout,
+            live,
+        );
+        let websockets = Arc::new(Semaphore::new(config.live.max_connections));
         let state = AppState {
-            schema: build_schema(limits, config.http.production, live),
+            pipeline: Arc::new(pipeline),
             storage,
             auth: Arc::new(Authenticator::new(
                 config.jwt_secret.as_ref(),
@@ -57,8 +72,9 @@ impl App {
                 config.token_rules.clone(),
             )),
             settings: Arc::new(config.http.clone()),
-            websockets: Arc::new(Semaphore::new(config.live.max_connections)),
-            max_subscriptions: config.live.max_subscriptions_per_connection,
+            live: Arc::new(config.live.clone()),
+            websockets: websockets.clone(),
+            readiness: Arc::new(Readiness::default()),
             shutdown: signal,
         };
         let address = SocketAddr::new(config.host, config.port);
@@ -68,7 +84,10 @@ impl App {
         Ok(Self {
             listener,
             router: router(state),
+            settings: config.http.clone(),
             feed,
+            websockets,
+            max_websockets: config.live.max_connections,
             shutdown,
         })
     }
@@ -92,11 +111,15 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let signal = self.shutdown;
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = signal.send(true);
-            })
-            .await
+        crate::http::serve(self.listener, self.router, &self.settings, async move {
+            shutdown.await;
+            let _ = signal.send(true);
+        })
+        .await?;
+        // WebSockets left the HTTP connections when they upgraded: wait for them too
+        // (each gives its permit back when it closes), a little.
+        let all = u32::try_from(self.max_websockets).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(WEBSOCKET_DRAIN, self.websockets.acquire_many(all)).await;
+        Ok(())
     }
 }

@@ -7,31 +7,59 @@
 //! algorithm, so an HS256 token can never be checked against a public key.
 
 use std::{
-    sync::Arc,
-    time::{Duration, Instant},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime},
 };
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
-    jwk::{AlgorithmParameters, JwkSet},
+    jwk::{AlgorithmParameters, Jwk, JwkSet},
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
 
 use crate::{config::Secret, domain::UserId, error::AppError};
 
-/// The acting user of a request: `None` for an anonymous reader.
+/// The acting user of a request, and until when their credentials hold; anonymous
+/// readers have neither.
 #[derive(Clone, Debug, Default)]
-pub struct Viewer(pub Option<UserId>);
+pub struct Viewer {
+    id: Option<UserId>,
+    valid_until: Option<SystemTime>,
+}
 
 impl Viewer {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A user whose token is accepted until `valid_until`.
+    pub fn user(id: UserId, valid_until: SystemTime) -> Self {
+        Self {
+            id: Some(id),
+            valid_until: Some(valid_until),
+        }
+    }
+
     pub fn id(&self) -> Option<&UserId> {
-        self.0.as_ref()
+        self.id.as_ref()
+    }
+
+    /// When the token stops being accepted (its `exp`, plus the leeway allowed for
+    /// clocks that disagree); `None` for an anonymous reader. A WebSocket authenticated
+    /// with the token closes then.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.valid_until
+    }
+
+    pub fn expired(&self) -> bool {
+        self.valid_until
+            .is_some_and(|until| SystemTime::now() >= until)
     }
 
     /// The acting user, or `UNAUTHENTICATED` for an anonymous request.
     pub fn require(&self) -> Result<&UserId, AppError> {
-        self.0.as_ref().ok_or_else(|| {
+        self.id.as_ref().ok_or_else(|| {
             AppError::Unauthenticated(
                 "this operation needs a bearer token (Authorization: Bearer <JWT>)".to_owned(),
             )
@@ -39,23 +67,28 @@ impl Viewer {
     }
 }
 
+/// The claims the server reads. `iat` is optional (RFC 7519 makes it so, and many issuers
+/// leave it out); the development tokens carry it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     exp: u64,
-    iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
 }
 
 /// What a token must satisfy besides its signature, and how the JWKS is refreshed.
 #[derive(Clone, Debug)]
 pub struct TokenRules {
-    /// Required `iss`, when set.
+    /// Required `iss`, when set: a token without one is refused too.
     pub issuer: Option<String>,
-    /// Required `aud` (one of the token's), when set.
+    /// Required `aud` (one of the token's), when set: a token without one is refused too.
     pub audience: Option<String>,
     /// The JWKS is fetched again for an unknown key id at most this often, so that tokens
     /// with made-up key ids cannot make the server hammer the provider.
     pub jwks_refresh_cooldown: Duration,
+    /// How far `exp` and `nbf` may be off, for clocks that disagree.
+    pub leeway: Duration,
 }
 
 impl Default for TokenRules {
@@ -64,6 +97,7 @@ impl Default for TokenRules {
             issuer: None,
             audience: None,
             jwks_refresh_cooldown: Duration::from_secs(30),
+            leeway: Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +113,9 @@ pub struct Authenticator {
 fn unauthenticated(why: &str) -> AppError {
     AppError::Unauthenticated(why.to_owned())
 }
+
+/// Tokens are small; a huge one is garbage, and not worth decoding.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 impl Authenticator {
     /// HS256 with `secret` only.
@@ -102,7 +139,7 @@ impl Authenticator {
     /// The viewer named by an `Authorization` header value; no header is an anonymous reader.
     pub async fn viewer(&self, authorization: Option<&str>) -> Result<Viewer, AppError> {
         let Some(header) = authorization else {
-            return Ok(Viewer(None));
+            return Ok(Viewer::anonymous());
         };
         let token = header
             .strip_prefix("Bearer ")
@@ -110,14 +147,24 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <JWT>`"))?;
-        self.verify(token).await.map(|id| Viewer(Some(id)))
+        self.verify(token).await
     }
 
     fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is required, not only checked when present
+        // (RFC 8725, 3.8 and 3.9): otherwise any token the same provider signs for
+        // another client would pass.
+        let mut required = vec!["exp", "sub"];
+        if self.rules.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.rules.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = self.rules.leeway.as_secs();
         if let Some(issuer) = &self.rules.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -128,13 +175,20 @@ impl Authenticator {
         validation
     }
 
-    pub async fn verify(&self, token: &str) -> Result<UserId, AppError> {
-        // Tokens are small; a huge one is garbage, and not worth decoding.
-        if token.len() > 16 * 1024 {
+    /// Checks a token and returns who it names, with until when it holds.
+    pub async fn verify(&self, token: &str) -> Result<Viewer, AppError> {
+        if token.len() > MAX_TOKEN_BYTES {
             return Err(unauthenticated("the token is malformed"));
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("the token is malformed"))?;
+        // RFC 7515, 4.1.11: a token whose header lists extensions the recipient must
+        // understand (`crit`) is refused when it does not; this server understands none.
+        if names_critical_extensions(token) {
+            return Err(unauthenticated(
+                "the token requires header extensions (crit) this server does not support",
+            ));
+        }
         let key = match header.alg {
             Algorithm::HS256 => match &self.secret {
                 Some((_, key)) => key.clone(),
@@ -166,14 +220,21 @@ impl Authenticator {
                     ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
                     ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
                     ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                    ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                    ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+                        "iss" => "the token has no issuer (iss), and this server requires one",
+                        "aud" => "the token has no audience (aud), and this server requires one",
+                        _ => "the token lacks a required claim",
+                    },
                     _ => "the token is malformed",
                 };
                 tracing::debug!(error = %err, "rejected a bearer token");
                 unauthenticated(why)
             })?;
-        UserId::parse(data.claims.sub)
-            .map_err(|_| unauthenticated("the token's subject is not a valid user id"))
+        let id = UserId::parse(data.claims.sub)
+            .map_err(|_| unauthenticated("the token's subject is not a valid user id"))?;
+        let valid_until =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(data.claims.exp) + self.rules.leeway;
+        Ok(Viewer::user(id, valid_until))
     }
 
     /// Mints an HS256 token for `user`, valid for `ttl` (development only).
@@ -182,12 +243,12 @@ impl Authenticator {
             .secret
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("minting a token needs JWT_SECRET"))?;
-        let iat = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
+        let iat = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
             .as_secs();
         let claims = Claims {
             sub: user.to_string(),
-            iat,
+            iat: Some(iat),
             exp: iat + ttl.as_secs(),
         };
         Ok(jsonwebtoken::encode(
@@ -198,14 +259,33 @@ impl Authenticator {
     }
 }
 
+/// Whether a token's header carries `crit` (jsonwebtoken's `Header` drops it).
+fn names_critical_extensions(token: &str) -> bool {
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|header| header.get("crit").is_some())
+}
+
 /// The keys of a JWKS URL, cached. Fetched on first use, again when a token names a key
-/// we do not have (the provider rotated its keys) but at most once per cooldown, and at
-/// least once per [`MAX_AGE`].
+/// we do not have (the provider rotated its keys) but at most once per cooldown, and in
+/// the background once the keys are older than [`MAX_AGE`].
+///
+/// Tokens whose key is cached never wait for a fetch: the cache's lock is held only to
+/// read it or to swap in a fetched set, never across the fetch. Fetches are one at a time;
+/// tokens with unknown keys that arrive meanwhile wait for that fetch rather than start
+/// their own.
 struct Jwks {
     url: String,
     http: reqwest::Client,
     cooldown: Duration,
-    cache: RwLock<Option<(JwkSet, Instant)>>,
+    keys: RwLock<Option<(JwkSet, Instant)>>,
+    /// When the last fetch started (successful or not); held while one runs.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -222,31 +302,42 @@ impl Jwks {
             url,
             http,
             cooldown,
-            cache: RwLock::new(None),
+            keys: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
         }
     }
 
-    async fn key(&self, kid: &str, algorithm: Algorithm) -> Result<DecodingKey, AppError> {
-        let cached = self.cache.read().await.clone();
-        let fresh = cached
-            .as_ref()
-            .is_some_and(|(_, at)| at.elapsed() < MAX_AGE);
-        let found = cached.as_ref().and_then(|(set, _)| set.find(kid).cloned());
-        let jwk = match (found, fresh) {
+    /// The cached key `kid`, and whether the cached set is younger than [`MAX_AGE`].
+    fn cached(&self, kid: &str) -> (Option<Jwk>, bool) {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*keys {
+            Some((set, at)) => (set.find(kid).cloned(), at.elapsed() < MAX_AGE),
+            None => (None, false),
+        }
+    }
+
+    async fn key(
+        self: &Arc<Self>,
+        kid: &str,
+        algorithm: Algorithm,
+    ) -> Result<DecodingKey, AppError> {
+        let jwk = match self.cached(kid) {
             (Some(jwk), true) => jwk,
-            _ => {
-                let may_refresh = cached
-                    .as_ref()
-                    .is_none_or(|(_, at)| at.elapsed() >= self.cooldown);
-                let set = if may_refresh {
-                    self.refresh().await?
-                } else {
-                    cached
-                        .map(|(set, _)| set)
-                        .unwrap_or(JwkSet { keys: Vec::new() })
-                };
-                set.find(kid)
-                    .cloned()
+            (Some(jwk), false) => {
+                // Known but old: serve it, and look for news without making anyone wait.
+                let jwks = self.clone();
+                tokio::spawn(async move {
+                    let _ = jwks.refresh().await;
+                });
+                jwk
+            }
+            (None, _) => {
+                self.refresh().await?;
+                self.cached(kid)
+                    .0
                     .ok_or_else(|| unauthenticated("the token's key is unknown"))?
             }
         };
@@ -273,40 +364,49 @@ impl Jwks {
         DecodingKey::from_jwk(&jwk).map_err(|_| unauthenticated("the token's key is unusable"))
     }
 
-    async fn refresh(&self) -> Result<JwkSet, AppError> {
-        let mut cache = self.cache.write().await;
-        // Another request may have refreshed while we waited for the lock.
-        if let Some((set, at)) = cache.as_ref()
-            && at.elapsed() < self.cooldown
-        {
-            return Ok(set.clone());
-        }
-        let fetched: Result<JwkSet, reqwest::Error> = async {
-            self.http
-                .get(&self.url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        }
-        .await;
-        match fetched {
-            Ok(set) => {
-                tracing::info!(keys = set.keys.len(), "fetched the JWKS");
-                *cache = Some((set.clone(), Instant::now()));
-                Ok(set)
+    /// Fetches the set again, unless a fetch started less than a cooldown ago (then the
+    /// keys are as that fetch left them). Fails only when no keys at all are known.
+    async fn refresh(&self) -> Result<(), AppError> {
+        let mut last = self.fetching.lock().await;
+        let recent = last.is_some_and(|at| at.elapsed() < self.cooldown);
+        if !recent {
+            *last = Some(Instant::now());
+            let fetched: Result<JwkSet, reqwest::Error> = async {
+                self.http
+                    .get(&self.url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await
             }
-            Err(err) => {
-                tracing::error!(error = %err, "fetching the JWKS failed");
-                // Keep serving with the keys we had; without any, tokens cannot be checked.
-                match cache.as_ref() {
-                    Some((set, _)) => Ok(set.clone()),
-                    None => Err(AppError::unavailable(anyhow::anyhow!(
-                        "fetching the JWKS failed: {err}"
-                    ))),
+            .await;
+            match fetched {
+                Ok(set) => {
+                    tracing::info!(keys = set.keys.len(), "fetched the JWKS");
+                    *self
+                        .keys
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((set, Instant::now()));
                 }
+                // Keep serving with the keys we had.
+                Err(err) => tracing::error!(error = %err, "fetching the JWKS failed"),
             }
+        }
+        drop(last);
+        let known = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if known {
+            Ok(())
+        } else {
+            Err(AppError::unavailable(anyhow::anyhow!(
+                "no JWKS could be fetched from {}",
+                self.url
+            )))
         }
     }
 }
@@ -324,7 +424,9 @@ mod tests {
         let a = auth("0123456789abcdef-secret");
         let user = UserId::parse("user-1").expect("valid");
         let token = a.mint(&user, Duration::from_secs(60)).expect("mints");
-        assert_eq!(a.verify(&token).await.ok(), Some(user));
+        let viewer = a.verify(&token).await.expect("verifies");
+        assert_eq!(viewer.id(), Some(&user));
+        assert!(!viewer.expired());
     }
 
     #[tokio::test]
@@ -346,6 +448,6 @@ mod tests {
             a.viewer(Some("Basic abc")).await,
             Err(AppError::Unauthenticated(_))
         ));
-        assert!(matches!(a.viewer(None).await, Ok(Viewer(None))));
+        assert!(matches!(a.viewer(None).await, Ok(v) if v.id().is_none()));
     }
 }

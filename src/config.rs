@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the tables and their indexes if they are missing, and wait until they are ACTIVE.
     CreateTables(TablesArgs),
     /// Write demo users, posts and comments (creates the tables first if needed).
@@ -67,12 +67,24 @@ pub struct LimitArgs {
     /// Longest query document, in bytes.
     #[arg(long, env = "MAX_QUERY_BYTES", default_value_t = QueryLimits::default().max_bytes)]
     pub max_query_bytes: usize,
+    /// Largest `variables` object of a request, in bytes of JSON.
+    #[arg(long, env = "MAX_VARIABLES_BYTES", default_value_t = QueryLimits::default().max_variables_bytes)]
+    pub max_variables_bytes: usize,
+    /// Most objects a subscription may select for each event.
+    #[arg(long, env = "MAX_SUBSCRIPTION_COST", default_value_t = QueryLimits::default().max_subscription_cost)]
+    pub max_subscription_cost: u64,
     /// Largest request body, in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = HttpSettings::default().max_body_bytes)]
     pub max_body_bytes: usize,
-    /// Longest a request may take, in seconds.
+    /// Longest an operation may run, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = HttpSettings::default().request_timeout.as_secs())]
     pub request_timeout_secs: u64,
+    /// Longest a client may take to send a request's headers, in seconds.
+    #[arg(long, env = "HEADER_TIMEOUT_SECS", default_value_t = HttpSettings::default().header_timeout.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Longest a client may take to send a request's body, in seconds.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = HttpSettings::default().body_timeout.as_secs())]
+    pub body_timeout_secs: u64,
     /// Requests served at once; beyond that the server answers 503 at once.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = HttpSettings::default().max_concurrent_requests)]
     pub max_concurrent_requests: usize,
@@ -85,9 +97,16 @@ pub struct LimitArgs {
     /// WebSocket connections served at once.
     #[arg(long, env = "MAX_WEBSOCKET_CONNECTIONS", default_value_t = LiveSettings::default().max_connections)]
     pub max_websocket_connections: usize,
-    /// Subscriptions one WebSocket connection may hold at once.
+    /// Subscriptions one WebSocket connection may hold at once (and queries or mutations
+    /// it may have running at once).
     #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = LiveSettings::default().max_subscriptions_per_connection)]
     pub max_subscriptions_per_connection: usize,
+    /// Longest a new WebSocket may take to send `connection_init`, in seconds (then 4408).
+    #[arg(long, env = "WEBSOCKET_INIT_TIMEOUT_SECS", default_value_t = LiveSettings::default().init_timeout.as_secs())]
+    pub websocket_init_timeout_secs: u64,
+    /// How often an idle WebSocket is pinged, in seconds; one silent for two of these is closed.
+    #[arg(long, env = "WEBSOCKET_KEEPALIVE_SECS", default_value_t = LiveSettings::default().keepalive.as_secs())]
+    pub websocket_keepalive_secs: u64,
 }
 
 /// Settings of subscriptions.
@@ -97,6 +116,10 @@ pub struct LiveSettings {
     pub enabled: bool,
     pub max_connections: usize,
     pub max_subscriptions_per_connection: usize,
+    /// How long a new connection has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How often the server pings a connection; one silent for two of these is closed.
+    pub keepalive: Duration,
 }
 
 impl Default for LiveSettings {
@@ -105,6 +128,8 @@ impl Default for LiveSettings {
             enabled: true,
             max_connections: 10_000,
             max_subscriptions_per_connection: 20,
+            init_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -112,9 +137,16 @@ impl Default for LiveSettings {
 /// Settings of the HTTP layer.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
+    /// The largest request body, and the largest WebSocket message.
     pub max_body_bytes: usize,
+    /// How long an operation may run, on any transport.
     pub request_timeout: Duration,
+    /// Operations running at once, on all transports together.
     pub max_concurrent_requests: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
     pub cors_allowed_origins: Vec<String>,
     /// No introspection, no GraphiQL.
     pub production: bool,
@@ -126,6 +158,8 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             cors_allowed_origins: Vec::new(),
             production: false,
         }
@@ -167,6 +201,9 @@ pub struct AuthArgs {
     /// Least time between two fetches of the JWKS for unknown key ids, in seconds.
     #[arg(long = "jwt-jwks-refresh-secs", env = "JWT_JWKS_REFRESH_SECS", default_value_t = TokenRules::default().jwks_refresh_cooldown.as_secs())]
     pub jwks_refresh_secs: u64,
+    /// How far a token's `exp` and `nbf` may be off, for clocks that disagree, in seconds.
+    #[arg(long = "jwt-leeway-secs", env = "JWT_LEEWAY_SECS", default_value_t = TokenRules::default().leeway.as_secs())]
+    pub leeway_secs: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -209,6 +246,20 @@ impl TryFrom<ServeArgs> for Config {
         if args.auth.jwt_secret.is_none() && args.auth.jwks_url.is_none() {
             anyhow::bail!("set JWT_SECRET (HS256) or JWT_JWKS_URL (RS256/ES256) to verify tokens");
         }
+        for (name, value) in [
+            ("REQUEST_TIMEOUT_SECS", limits.request_timeout_secs),
+            ("HEADER_TIMEOUT_SECS", limits.header_timeout_secs),
+            ("BODY_TIMEOUT_SECS", limits.body_timeout_secs),
+            (
+                "WEBSOCKET_INIT_TIMEOUT_SECS",
+                limits.websocket_init_timeout_secs,
+            ),
+            ("WEBSOCKET_KEEPALIVE_SECS", limits.websocket_keepalive_secs),
+        ] {
+            if value == 0 {
+                anyhow::bail!("{name} must be at least 1");
+            }
+        }
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -218,27 +269,34 @@ impl TryFrom<ServeArgs> for Config {
                 issuer: args.auth.issuer,
                 audience: args.auth.audience,
                 jwks_refresh_cooldown: Duration::from_secs(args.auth.jwks_refresh_secs),
+                leeway: Duration::from_secs(args.auth.leeway_secs),
             },
             dynamo: args.dynamo,
             http: HttpSettings {
                 max_body_bytes: limits.max_body_bytes,
                 request_timeout: Duration::from_secs(limits.request_timeout_secs),
                 max_concurrent_requests: limits.max_concurrent_requests,
+                header_timeout: Duration::from_secs(limits.header_timeout_secs),
+                body_timeout: Duration::from_secs(limits.body_timeout_secs),
                 cors_allowed_origins: limits.cors_allowed_origins,
                 production: args.production,
             },
             query: QueryLimits {
                 max_bytes: limits.max_query_bytes,
+                max_variables_bytes: limits.max_variables_bytes,
                 max_operations: limits.max_query_operations,
                 max_depth: limits.max_query_depth,
                 max_fields: limits.max_query_fields,
                 max_cost: limits.max_query_cost,
-                introspection: true,
+                max_subscription_cost: limits.max_subscription_cost,
+                introspection: !args.production,
             },
             live: LiveSettings {
                 enabled: limits.subscriptions,
                 max_connections: limits.max_websocket_connections,
                 max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
+                init_timeout: Duration::from_secs(limits.websocket_init_timeout_secs),
+                keepalive: Duration::from_secs(limits.websocket_keepalive_secs),
             },
         })
     }

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let app = App::build(Config::try_from(args)?).await?;
+            let app = App::build(Config::try_from(*args)?).await?;
             tracing::info!(port = app.port(), "serving GraphQL on /graphql");
             app.run(shutdown_signal()).await?;
         }

@@ -17,7 +17,10 @@ impl InputError {
     }
 }
 
-/// A username: 3 to 32 characters, each a letter, a digit, `_` or `-`.
+/// A username: 3 to 32 characters, each an ASCII letter, a digit, `_` or `-`.
+///
+/// ASCII only, as most services have it: with any Unicode letter allowed, `аlice` (with a
+/// Cyrillic `а`) or a full-width `ａｌｉｃｅ` would sit beside `alice`, looking the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -36,10 +39,10 @@ impl Username {
         }
         if !raw
             .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(InputError::new(
-                "username may contain only letters, digits, '_' and '-'",
+                "username may contain only ASCII letters (a-z, A-Z), digits, '_' and '-'",
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -196,6 +199,10 @@ mod tests {
         assert!(Username::parse("has space").is_err());
         assert!(Username::parse(&"x".repeat(33)).is_err());
         assert!(Username::parse(&"x".repeat(32)).is_ok());
+        // Look-alikes of `alice`: a Cyrillic `а`, full-width letters.
+        assert!(Username::parse("\u{430}lice").is_err());
+        assert!(Username::parse("\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}").is_err());
+        assert!(Username::parse("José").is_err());
     }
 
     #[test]

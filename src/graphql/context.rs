@@ -1,17 +1,25 @@
 //! Request data a resolver needs, with a bug-shaped error (not a panic) when it is missing.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use async_graphql::Context;
 
+use super::subscription::EventLoaders;
 use crate::{auth::Viewer, error::AppError, loaders::Loaders};
 
 fn missing(what: &str) -> AppError {
     AppError::internal(anyhow::anyhow!("{what} missing from the request data"))
 }
 
-pub fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders, AppError> {
-    ctx.data_opt::<Loaders>().ok_or_else(|| missing("Loaders"))
+/// The loaders of this request: its own for a query or mutation, the current event's
+/// for a subscription.
+pub fn loaders(ctx: &Context<'_>) -> Result<Arc<Loaders>, AppError> {
+    if let Some(loaders) = ctx.data_opt::<Arc<Loaders>>() {
+        return Ok(loaders.clone());
+    }
+    ctx.data_opt::<Arc<EventLoaders>>()
+        .map(|events| events.current())
+        .ok_or_else(|| missing("Loaders"))
 }
 
 pub fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {

@@ -1,19 +1,26 @@
-//! Limits on what one GraphQL document may ask for, checked after parsing and before
-//! validation or any DynamoDB request: document size, number of operations, depth,
-//! number of fields (aliases included) and cost.
+//! Limits on what one GraphQL document may ask for, checked on the parsed document before
+//! validation or any DynamoDB request: number of operations, nesting, depth, number of
+//! fields (aliases included) and cost.
 //!
 //! Cost counts the objects a query may return, as GitHub's node limit does: a field
 //! costs 1 for each time it can appear, and a connection's `first` multiplies the
-//! fields below it (async-graphql's own complexity ignores `first`). Fragments are
-//! analysed once each, so a document of fragments spreading fragments cannot make the
-//! analysis itself expensive.
+//! fields below it (async-graphql's own complexity ignores `first`). A `first` given by a
+//! variable counts at the variable's value, or its default when the request leaves it out,
+//! exactly as execution will use it.
+//!
+//! Every walk here is linear in the document: each fragment is measured once, however
+//! often it is spread, and no walk goes deeper than [`RECURSION_LIMIT`], so neither a
+//! fragment bomb nor a chain of thousands of fragments makes the analysis itself costly
+//! (async-graphql's own checks, which run after these, follow spreads without memory).
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::{
-    ServerError, ServerResult, Value, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet},
+    Positioned, ServerError, Value, Variables,
+    parser::types::{
+        DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+        Selection, SelectionSet,
+    },
 };
 
 use super::{error::coded, types::DEFAULT_FIRST};
@@ -24,10 +31,13 @@ use crate::domain::PageSize;
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
     pub max_bytes: usize,
+    pub max_variables_bytes: usize,
     pub max_operations: usize,
     pub max_depth: usize,
     pub max_fields: u64,
     pub max_cost: u64,
+    /// The cost limit of a subscription's selection, which is resolved for every event.
+    pub max_subscription_cost: u64,
     /// Whether `__schema` and `__type` may be queried (off in production mode).
     pub introspection: bool,
 }
@@ -36,16 +46,20 @@ impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             max_bytes: 100_000,
+            max_variables_bytes: 256 * 1024,
             max_operations: 20,
             max_depth: 12,
             max_fields: 1_000,
             max_cost: 10_000,
+            max_subscription_cost: 100,
             introspection: true,
         }
     }
 }
 
-/// The parser's bound on the nesting of values and fragment spreads.
+/// The deepest nesting a document may have: of brackets before it is parsed, and of
+/// selection sets, fragment spreads and inline fragments once it is (the parser and
+/// async-graphql's own walks recurse once per level).
 pub const RECURSION_LIMIT: usize = 64;
 
 /// The schema's connection fields: their `first` defaults to 20 when left out.
@@ -54,7 +68,10 @@ const CONNECTIONS: &[&str] = &["users", "posts", "comments"];
 /// What a selection asks for, at a multiplier of 1.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Measure {
+    /// Levels of fields.
     pub depth: usize,
+    /// Levels of selection sets, fragment spreads and inline fragments.
+    pub nesting: usize,
     pub fields: u64,
     pub cost: u64,
 }
@@ -62,6 +79,7 @@ pub struct Measure {
 impl Measure {
     fn add(&mut self, other: Measure) {
         self.depth = self.depth.max(other.depth);
+        self.nesting = self.nesting.max(other.nesting);
         self.fields = self.fields.saturating_add(other.fields);
         self.cost = self.cost.saturating_add(other.cost);
     }
@@ -70,29 +88,82 @@ impl Measure {
 struct Analyzer<'a> {
     document: &'a ExecutableDocument,
     variables: &'a Variables,
+    /// The default values of the variables of the operation being measured.
+    defaults: HashMap<&'a str, &'a Value>,
     fragments: HashMap<&'a str, Measure>,
-    /// Fragments being analysed: a spread of one of them is a cycle, which validation
-    /// rejects later; here it counts as nothing.
+    /// Fragments being analysed: a spread of one of them is a cycle.
     visiting: Vec<&'a str>,
+    cycle: Option<&'a str>,
+    /// How deep the walk is now; past [`RECURSION_LIMIT`] it stops and the document is
+    /// refused, so the walk's own recursion stays bounded.
+    level: usize,
+    too_deep: bool,
 }
 
 impl<'a> Analyzer<'a> {
+    fn new(document: &'a ExecutableDocument, variables: &'a Variables) -> Self {
+        Self {
+            document,
+            variables,
+            defaults: HashMap::new(),
+            fragments: HashMap::new(),
+            visiting: Vec::new(),
+            cycle: None,
+            level: 0,
+            too_deep: false,
+        }
+    }
+
+    fn operation(&mut self, operation: &'a OperationDefinition) -> Measure {
+        self.defaults = operation
+            .variable_definitions
+            .iter()
+            .filter_map(|definition| {
+                let definition = &definition.node;
+                definition
+                    .default_value()
+                    .map(|value| (definition.name.node.as_str(), value))
+            })
+            .collect();
+        // Fragment measures depend on the operation's variables.
+        self.fragments.clear();
+        self.selection_set(&operation.selection_set.node)
+    }
+
+    /// Measures a selection set one level below the current one.
+    fn nested(&mut self, set: &'a SelectionSet) -> Measure {
+        if self.level >= RECURSION_LIMIT {
+            self.too_deep = true;
+            return Measure::default();
+        }
+        self.level += 1;
+        let mut measure = self.selection_set(set);
+        self.level -= 1;
+        measure.nesting += 1;
+        measure
+    }
+
     fn selection_set(&mut self, set: &'a SelectionSet) -> Measure {
         let mut total = Measure::default();
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
-                    let children = self.selection_set(&field.selection_set.node);
+                    let children = if field.selection_set.node.items.is_empty() {
+                        Measure::default()
+                    } else {
+                        self.nested(&field.selection_set.node)
+                    };
                     let multiplier = self.first(field);
                     total.add(Measure {
                         depth: children.depth + 1,
+                        nesting: children.nesting,
                         fields: children.fields.saturating_add(1),
                         cost: children.cost.saturating_mul(multiplier).saturating_add(1),
                     });
                 }
                 Selection::InlineFragment(fragment) => {
-                    total.add(self.selection_set(&fragment.node.selection_set.node));
+                    total.add(self.nested(&fragment.node.selection_set.node));
                 }
                 Selection::FragmentSpread(spread) => {
                     total.add(self.fragment(spread.node.fragment_name.node.as_str()));
@@ -106,16 +177,17 @@ impl<'a> Analyzer<'a> {
         if let Some(measure) = self.fragments.get(name) {
             return *measure;
         }
-        if self.visiting.contains(&name) {
+        if let Some(at) = self.visiting.iter().position(|v| *v == name) {
+            self.cycle = Some(self.visiting[at]);
             return Measure::default();
         }
-        let Some((_, definition)) = self.document.fragments.get_key_value(name) else {
+        let Some((name, definition)) = self.document.fragments.get_key_value(name) else {
             return Measure::default();
         };
-        self.visiting.push(name);
-        let measure = self.selection_set(&definition.node.selection_set.node);
+        self.visiting.push(name.as_str());
+        let measure = self.nested(&definition.node.selection_set.node);
         self.visiting.pop();
-        self.fragments.insert(name, measure);
+        self.fragments.insert(name.as_str(), measure);
         measure
     }
 
@@ -128,10 +200,17 @@ impl<'a> Analyzer<'a> {
             return 1;
         }
         let value = argument.map(|value| {
-            value
-                .node
-                .clone()
-                .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+            value.node.clone().into_const_with(|name| {
+                // As execution resolves it: the request's value, else the default.
+                match self.variables.get(&name) {
+                    Some(value) => Ok(value.clone()),
+                    None => self
+                        .defaults
+                        .get(name.as_str())
+                        .map(|value| (*value).clone())
+                        .ok_or(()),
+                }
+            })
         });
         let first = match value {
             Some(Ok(Value::Number(n))) => n.as_i64().unwrap_or(0),
@@ -142,56 +221,69 @@ impl<'a> Analyzer<'a> {
     }
 }
 
-/// Measures the operation `operation_name` names (all of them when it names none).
+/// Measures one operation of a document.
 pub fn measure(
     document: &ExecutableDocument,
     variables: &Variables,
-    operation_name: Option<&str>,
+    operation: &OperationDefinition,
 ) -> Measure {
-    let mut analyzer = Analyzer {
-        document,
-        variables,
-        fragments: HashMap::new(),
-        visiting: Vec::new(),
-    };
-    let mut total = Measure::default();
-    for (name, operation) in document.operations.iter() {
-        let selected = match (operation_name, name) {
-            (Some(wanted), Some(name)) => wanted == name.as_str(),
-            _ => true,
-        };
-        if selected {
-            let measure = analyzer.selection_set(&operation.node.selection_set.node);
-            total.depth = total.depth.max(measure.depth);
-            total.fields = total.fields.max(measure.fields);
-            total.cost = total.cost.max(measure.cost);
-        }
-    }
-    total
+    Analyzer::new(document, variables).operation(operation)
 }
 
-/// Whether any operation asks for `__schema` or `__type` at its root (directly or
-/// through fragments).
-fn introspects(document: &ExecutableDocument) -> bool {
-    fn root(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
-        depth < 16
-            && set.items.iter().any(|item| match &item.node {
+/// The operation a request runs: the one `operation_name` names, or the only one.
+pub fn selected<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Result<&'d Positioned<OperationDefinition>, ServerError> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Ok(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).ok_or_else(|| {
+                coded(
+                    format!("the document has no operation named {name:?}"),
+                    "BAD_USER_INPUT",
+                )
+            })
+        }
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+            .values()
+            .next()
+            .ok_or_else(|| coded("the document has no operation", "BAD_USER_INPUT")),
+        (DocumentOperations::Multiple(_), None) => Err(coded(
+            "the document has several operations: name the one to run in `operationName`",
+            "BAD_USER_INPUT",
+        )),
+    }
+}
+
+/// Whether an operation asks for `__schema` or `__type` at its root, directly or through
+/// fragments (each fragment looked at once).
+fn introspects(document: &ExecutableDocument, operation: &OperationDefinition) -> bool {
+    let mut pending = vec![&operation.selection_set.node];
+    let mut seen = HashSet::new();
+    while let Some(set) = pending.pop() {
+        for item in &set.items {
+            match &item.node {
                 Selection::Field(field) => {
-                    matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                    if matches!(field.node.name.node.as_str(), "__schema" | "__type") {
+                        return true;
+                    }
                 }
                 Selection::InlineFragment(fragment) => {
-                    root(document, &fragment.node.selection_set.node, depth + 1)
+                    pending.push(&fragment.node.selection_set.node);
                 }
-                Selection::FragmentSpread(spread) => document
-                    .fragments
-                    .get(&spread.node.fragment_name.node)
-                    .is_some_and(|f| root(document, &f.node.selection_set.node, depth + 1)),
-            })
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    if seen.insert(name.as_str())
+                        && let Some(fragment) = document.fragments.get(name)
+                    {
+                        pending.push(&fragment.node.selection_set.node);
+                    }
+                }
+            }
+        }
     }
-    document
-        .operations
-        .iter()
-        .any(|(_, op)| root(document, &op.node.selection_set.node, 0))
+    false
 }
 
 fn too_complex(message: String) -> ServerError {
@@ -199,13 +291,8 @@ fn too_complex(message: String) -> ServerError {
 }
 
 impl QueryLimits {
-    /// Checks a parsed document against the limits.
-    pub fn check(
-        &self,
-        document: &ExecutableDocument,
-        variables: &Variables,
-        operation_name: Option<&str>,
-    ) -> Result<Measure, ServerError> {
+    /// Checks how many operations a document holds (before one is chosen to run).
+    pub fn check_operations(&self, document: &ExecutableDocument) -> Result<(), ServerError> {
         let operations = match &document.operations {
             DocumentOperations::Single(_) => 1,
             DocumentOperations::Multiple(ops) => ops.len(),
@@ -216,140 +303,112 @@ impl QueryLimits {
                 self.max_operations
             )));
         }
-        if !self.introspection && introspects(document) {
+        Ok(())
+    }
+
+    /// Checks a parsed document against the limits: nesting, depth and fields for every
+    /// operation (validation reads them all), cost for the one that runs. Returns that
+    /// operation's measure.
+    pub fn check(
+        &self,
+        document: &ExecutableDocument,
+        variables: &Variables,
+        run: &OperationDefinition,
+    ) -> Result<Measure, ServerError> {
+        self.check_operations(document)?;
+        let mut analyzer = Analyzer::new(document, variables);
+        let mut reached: HashSet<&str> = HashSet::new();
+        let mut selected = None;
+        for (_, operation) in document.operations.iter() {
+            let operation = &operation.node;
+            if !self.introspection && introspects(document, operation) {
+                return Err(coded(
+                    "introspection is turned off on this server",
+                    "GRAPHQL_VALIDATION_FAILED",
+                ));
+            }
+            let measure = analyzer.operation(operation);
+            if analyzer.too_deep || measure.nesting > RECURSION_LIMIT {
+                return Err(too_complex(format!(
+                    "the document nests selections and fragments more than \
+                     {RECURSION_LIMIT} levels deep"
+                )));
+            }
+            if let Some(fragment) = analyzer.cycle {
+                return Err(coded(
+                    format!("fragment {fragment:?} spreads itself, directly or through others"),
+                    "GRAPHQL_VALIDATION_FAILED",
+                ));
+            }
+            reached.extend(analyzer.fragments.keys().copied());
+            if measure.depth > self.max_depth {
+                return Err(too_complex(format!(
+                    "the query is nested {} levels deep; the limit is {}",
+                    measure.depth, self.max_depth
+                )));
+            }
+            if measure.fields > self.max_fields {
+                return Err(too_complex(format!(
+                    "the query selects {} fields (aliases included); the limit is {}",
+                    measure.fields, self.max_fields
+                )));
+            }
+            if std::ptr::eq(operation, run) {
+                selected = Some(measure);
+            }
+        }
+        // A fragment no operation uses is invalid; refusing it here spares validation
+        // from walking what would never run.
+        if let Some(unused) = document
+            .fragments
+            .keys()
+            .find(|name| !reached.contains(name.as_str()))
+        {
             return Err(coded(
-                "introspection is turned off on this server",
+                format!("fragment {unused:?} is never used"),
                 "GRAPHQL_VALIDATION_FAILED",
             ));
         }
-        let measure = measure(document, variables, operation_name);
-        if measure.depth > self.max_depth {
+        let measure = selected.unwrap_or_else(|| measure(document, variables, run));
+        let (limit, what) = match run.ty {
+            OperationType::Subscription => (self.max_subscription_cost, "a subscription's event"),
+            _ => (self.max_cost, "the query"),
+        };
+        if measure.cost > limit {
             return Err(too_complex(format!(
-                "the query is nested {} levels deep; the limit is {}",
-                measure.depth, self.max_depth
-            )));
-        }
-        if measure.fields > self.max_fields {
-            return Err(too_complex(format!(
-                "the query selects {} fields (aliases included); the limit is {}",
-                measure.fields, self.max_fields
-            )));
-        }
-        if measure.cost > self.max_cost {
-            return Err(too_complex(format!(
-                "the query may return {} objects (each connection's `first` multiplies what \
-                 it selects); the limit is {}",
-                measure.cost, self.max_cost
+                "{what} may return {} objects (each connection's `first` multiplies what \
+                 it selects); the limit is {limit}",
+                measure.cost
             )));
         }
         Ok(measure)
     }
 }
 
-/// The extension that applies [`QueryLimits`] to every request.
-pub struct Limits(pub QueryLimits);
-
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension(self.0))
-    }
-}
-
-struct LimitsExtension(QueryLimits);
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for LimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if query.len() > self.0.max_bytes {
-            return Err(too_complex(format!(
-                "the document is {} bytes long; the limit is {}",
-                query.len(),
-                self.0.max_bytes
-            )));
-        }
-        let nesting = bracket_depth(query);
-        if nesting > RECURSION_LIMIT {
-            return Err(too_complex(format!(
-                "the document nests brackets {nesting} levels deep; the limit is {RECURSION_LIMIT}"
-            )));
-        }
-        // Measured on our own parse before async-graphql's: its checks walk fragment
-        // spreads without memory, which a fragment bomb makes exponential.
-        if let Ok(document) = async_graphql::parser::parse_query(query) {
-            let operation_name = ctx
-                .data_opt::<OperationName>()
-                .and_then(|name| name.0.as_deref());
-            self.0.check(&document, variables, operation_name)?;
-        }
-        let document = next.run(ctx, query, variables).await.map_err(|err| {
-            // The parser's own bound on nesting (lists, objects, and fragments spreading
-            // fragments, cycles included) is a limit too.
-            if err.message.starts_with("The recursion depth of the query") {
-                too_complex(format!(
-                    "the document nests (or spreads fragments) deeper than {RECURSION_LIMIT} levels"
-                ))
-            } else {
-                err
-            }
-        })?;
-        Ok(document)
-    }
-}
-
-/// The deepest nesting of `{`, `[` and `(` outside strings and comments: a cheap bound
-/// taken before the parser, whose recursion follows the nesting.
-fn bracket_depth(query: &str) -> usize {
-    let bytes = query.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i += 3;
-                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 2;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'{' | b'[' | b'(' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    deepest
-}
-
-/// The name of the operation a request selects, for the limits to measure that one.
-#[derive(Clone, Debug, Default)]
-pub struct OperationName(pub Option<String>);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(query: &str) -> ExecutableDocument {
+        async_graphql::parser::parse_query(query).expect("parses")
+    }
+
     fn measure_of(query: &str) -> Measure {
-        let document = async_graphql::parser::parse_query(query).expect("parses");
-        measure(&document, &Variables::default(), None)
+        measure_with(query, Variables::default())
+    }
+
+    fn measure_with(query: &str, variables: Variables) -> Measure {
+        let document = parse(query);
+        let operation = selected(&document, None).expect("one operation");
+        measure(&document, &variables, &operation.node)
+    }
+
+    fn check(limits: QueryLimits, query: &str) -> Result<Measure, String> {
+        let document = parse(query);
+        let operation = selected(&document, None).expect("one operation");
+        limits
+            .check(&document, &Variables::default(), &operation.node)
+            .map_err(|e| e.message)
     }
 
     #[test]
@@ -361,6 +420,7 @@ mod tests {
             m,
             Measure {
                 depth: 5,
+                nesting: 4,
                 fields: 6,
                 cost: 1 + 50 * (3 + 3 * 2)
             }
@@ -375,18 +435,31 @@ mod tests {
     }
 
     #[test]
+    fn a_first_from_a_variable_counts_at_its_value_or_its_default() {
+        let query = "query($n: Int = 100) { users(first: $n) { nodes { id } } }";
+        // Left out of `variables`: the default, as execution will use it.
+        assert_eq!(measure_of(query).cost, 1 + 100 * 2);
+        let given = Variables::from_json(serde_json::json!({ "n": 5 }));
+        assert_eq!(measure_with(query, given).cost, 1 + 5 * 2);
+        let null = Variables::from_json(serde_json::json!({ "n": null }));
+        assert_eq!(measure_with(query, null).cost, 1 + 20 * 2);
+        // No default, not given: null, so the default page size.
+        assert_eq!(
+            measure_of("query($n: Int) { users(first: $n) { nodes { id } } }").cost,
+            1 + 20 * 2
+        );
+    }
+
+    #[test]
     fn the_canonical_operations_are_well_inside_the_default_limits() {
-        let document =
-            async_graphql::parser::parse_query(include_str!("../../tests/api/operations.graphql"))
-                .expect("parses");
+        let document = parse(include_str!("../../tests/api/operations.graphql"));
         let limits = QueryLimits::default();
         let mut costs = Vec::new();
-        for (name, _) in document.operations.iter() {
-            let name = name.map(|n| n.to_string());
+        for (name, operation) in document.operations.iter() {
             let m = limits
-                .check(&document, &Variables::default(), name.as_deref())
+                .check(&document, &Variables::default(), &operation.node)
                 .expect("within the limits");
-            costs.push((name.unwrap_or_default(), m.cost));
+            costs.push((name.map(|n| n.to_string()).unwrap_or_default(), m.cost));
         }
         let most = costs.iter().map(|(_, c)| *c).max().unwrap_or(0);
         assert_eq!(most, 801, "{costs:?}");
@@ -401,14 +474,6 @@ mod tests {
         );
         assert_eq!(m.fields, 2 + 2 * 2);
         assert_eq!(m.depth, 2);
-    }
-
-    #[test]
-    fn bracket_depth_ignores_strings_and_comments() {
-        assert_eq!(bracket_depth("{ a { b(x: [1, [2]]) } }"), 5);
-        assert_eq!(bracket_depth("{ a(s: \"{{{{\\\"{{\") # {{{{\n }"), 2);
-        assert_eq!(bracket_depth("{ a(s: \"\"\" {{{{ \"\"\") }"), 2);
-        assert_eq!(bracket_depth(&"[".repeat(50_000)), 50_000);
     }
 
     #[test]
@@ -428,5 +493,70 @@ mod tests {
             "counted as expanded: {}",
             m.fields
         );
+    }
+
+    #[test]
+    fn long_chains_of_fragments_are_refused_without_deep_recursion() {
+        // 5,000 fragments, each spreading the next: the walk stops at the limit.
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..5_000 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        query.push_str(" fragment F5000 on Query { viewer { id } }");
+        let error = check(QueryLimits::default(), &query).expect_err("refused");
+        assert!(error.contains("more than 64 levels"), "{error}");
+        // At the limit and below, a chain is fine.
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..40 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        query.push_str(" fragment F40 on Query { viewer { id } }");
+        assert!(check(QueryLimits::default(), &query).is_ok());
+    }
+
+    #[test]
+    fn spreads_in_production_are_checked_once_each() {
+        let limits = QueryLimits {
+            introspection: false,
+            ..QueryLimits::default()
+        };
+        // Four, then eight spreads of a fragment that spreads itself: exponential if
+        // followed without memory, refused at once here.
+        for spreads in [4, 8] {
+            let query = format!(
+                "{{ ...F }} fragment F on Query {{ {} }}",
+                "...F ".repeat(spreads)
+            );
+            let started = std::time::Instant::now();
+            let error = check(limits, &query).expect_err("a cycle");
+            assert!(error.contains("spreads itself"), "{error}");
+            assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        }
+        let error = check(
+            limits,
+            "{ ...I } fragment I on Query { __schema { types { name } } }",
+        )
+        .expect_err("introspection through a fragment");
+        assert!(error.contains("introspection"), "{error}");
+    }
+
+    #[test]
+    fn unused_fragments_are_refused_before_validation() {
+        let error = check(
+            QueryLimits::default(),
+            "{ viewer { id } } fragment U on Query { viewer { id } }",
+        )
+        .expect_err("unused");
+        assert!(error.contains("never used"), "{error}");
+    }
+
+    #[test]
+    fn subscriptions_have_their_own_cost_limit() {
+        let costly = "subscription { commentAdded(postId: \"p\") { post { comments(first: 50) { nodes { id author { username } } } } } }";
+        let error = check(QueryLimits::default(), costly).expect_err("too costly per event");
+        assert!(error.contains("a subscription's event"), "{error}");
+        let canonical =
+            "subscription { commentAdded(postId: \"p\") { id content author { username } } }";
+        assert!(check(QueryLimits::default(), canonical).is_ok());
     }
 }

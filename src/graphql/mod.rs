@@ -5,7 +5,9 @@ mod cursor;
 pub mod error;
 pub mod limits;
 mod mutation;
+mod nesting;
 mod order;
+pub mod pipeline;
 mod query;
 pub mod subscription;
 mod types;
@@ -13,36 +15,33 @@ mod types;
 use async_graphql::Schema;
 
 pub use mutation::Mutation;
+pub use pipeline::{Caller, Outcome, Pipeline, Started, Transport};
 pub use query::Query;
-pub use subscription::{Live, Subscription, SubscriptionSlots};
+pub use subscription::{Live, Subscription};
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema with its limits and extensions. Request data (the viewer, fresh loaders)
-/// is added per request by the HTTP layer; the schema itself holds no per-user state.
-pub fn build_schema(
-    limits: limits::QueryLimits,
-    production: bool,
-    live: Option<Live>,
-) -> AppSchema {
+/// The schema with its extensions. The limits are the pipeline's (every operation goes
+/// through it); request data (the viewer, loaders) is added per operation; the schema
+/// itself holds no per-user state.
+pub fn build_schema(introspection: bool, live: Option<Live>) -> AppSchema {
     let mut builder = Schema::build(Query, Mutation, Subscription)
         .extension(error::ErrorCodes)
-        .extension(limits::Limits(limits))
         .extension(order::FieldOrder)
-        // Bounds the parser's recursion on nested lists and objects, which the
-        // depth limit (fields only) does not see.
+        // The pipeline refuses deeper documents first; this keeps async-graphql's own
+        // walk of a document bounded the same way.
         .limit_recursive_depth(limits::RECURSION_LIMIT);
     if let Some(live) = live {
         builder = builder.data(live);
     }
-    if production {
-        builder.disable_introspection().finish()
-    } else {
+    if introspection {
         builder.finish()
+    } else {
+        builder.disable_introspection().finish()
     }
 }
 
 /// The schema in SDL, as `schema.graphql` holds it.
 pub fn sdl() -> String {
-    build_schema(limits::QueryLimits::default(), false, None).sdl()
+    build_schema(true, None).sdl()
 }

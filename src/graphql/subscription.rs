@@ -1,35 +1,80 @@
-use std::sync::Arc;
+//! Subscriptions: events from the tables' streams, resolved with loaders the whole
+//! instance shares.
+
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{Context, ErrorExtensions, ID, Result, Subscription as SubscriptionObject};
 use futures::{Stream, StreamExt, stream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
 use super::types::{Comment, Post};
 use crate::{
     domain::{Event, PostId, UserId},
     error::AppError,
-    storage::EventFeed,
+    loaders::Loaders,
+    storage::{EventFeed, Storage},
 };
 
-/// What subscriptions need from the server: its event feed and its shutdown signal.
+/// What subscriptions need from the server: its event feed, its shutdown signal, and the
+/// loaders their events are resolved with.
 #[derive(Clone)]
 pub struct Live {
     pub feed: EventFeed,
     pub shutdown: watch::Receiver<bool>,
+    loaders: Arc<EventLoaders>,
 }
 
-/// The subscriptions a WebSocket connection may still open, of `max`.
-#[derive(Clone)]
-pub struct SubscriptionSlots {
-    pub free: Arc<Semaphore>,
-    pub max: usize,
-}
-
-impl SubscriptionSlots {
-    pub fn new(max: usize) -> Self {
+impl Live {
+    pub fn new(feed: EventFeed, storage: Storage, shutdown: watch::Receiver<bool>) -> Self {
+        let loaders = Arc::new(EventLoaders {
+            storage,
+            feed: feed.clone(),
+            current: Mutex::new(None),
+        });
         Self {
-            free: Arc::new(Semaphore::new(max)),
-            max,
+            feed,
+            shutdown,
+            loaders,
+        }
+    }
+
+    /// The loaders of the subscriptions' events, for their request data.
+    pub fn loaders(&self) -> Arc<EventLoaders> {
+        self.loaders.clone()
+    }
+}
+
+/// Loaders shared by every subscription of the instance, renewed with each event.
+///
+/// Every subscriber resolves its own selection for an event, but all of them load
+/// through the same loaders, so a user or a post that a hundred subscriptions select is
+/// read once: an event's DynamoDB cost depends on what the subscriptions select, not on
+/// how many there are. A new set of loaders (with an empty cache) starts with each event
+/// the feed publishes, so nothing read for one event is served for a later one; the feed
+/// counts an event before it sends it, so a subscriber always resolves an event with
+/// loaders at least as new as the event.
+pub struct EventLoaders {
+    storage: Storage,
+    feed: EventFeed,
+    current: Mutex<Option<(u64, Arc<Loaders>)>>,
+}
+
+impl EventLoaders {
+    pub fn current(&self) -> Arc<Loaders> {
+        let published = self.feed.published();
+        // A poisoned lock only means another subscriber panicked while swapping: the
+        // value inside is still a valid set of loaders.
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*current {
+            Some((generation, loaders)) if *generation == published => loaders.clone(),
+            _ => {
+                let loaders = Arc::new(Loaders::for_events(self.storage.clone()));
+                *current = Some((published, loaders.clone()));
+                loaders
+            }
         }
     }
 }
@@ -94,37 +139,21 @@ fn events(ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Event>> + use<>
             "subscriptions are turned off on this server"
         ))
     })?;
-    let slot = match ctx.data_opt::<SubscriptionSlots>() {
-        Some(slots) => Some(slots.free.clone().try_acquire_owned().map_err(|_| {
-            AppError::BadUserInput(format!(
-                "a connection may hold at most {} subscriptions at once",
-                slots.max
-            ))
-        })?),
-        None => None,
-    };
-    Ok(event_stream(
-        live.feed.subscribe(),
-        live.shutdown.clone(),
-        slot,
-    ))
+    Ok(event_stream(live.feed.subscribe(), live.shutdown.clone()))
 }
 
 fn event_stream(
     receiver: broadcast::Receiver<Event>,
     shutdown: watch::Receiver<bool>,
-    slot: Option<OwnedSemaphorePermit>,
 ) -> impl Stream<Item = Result<Event>> + use<> {
     struct State {
         receiver: broadcast::Receiver<Event>,
         shutdown: watch::Receiver<bool>,
-        _slot: Option<OwnedSemaphorePermit>,
         done: bool,
     }
     let state = State {
         receiver,
         shutdown,
-        _slot: slot,
         done: false,
     };
     stream::unfold(state, |mut state| async move {
@@ -173,9 +202,7 @@ mod tests {
     async fn a_subscriber_that_falls_behind_gets_an_error_and_is_ended() {
         let (sender, receiver) = broadcast::channel(4);
         let (_stop, shutdown) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(1));
-        let slot = slots.clone().try_acquire_owned().ok();
-        let events = event_stream(receiver, shutdown, slot);
+        let events = event_stream(receiver, shutdown);
         for i in 0..10 {
             sender.send(comment(i)).expect("a receiver");
         }
@@ -187,14 +214,13 @@ mod tests {
             "{}",
             error.message
         );
-        assert_eq!(slots.available_permits(), 1, "the slot is free again");
     }
 
     #[tokio::test]
     async fn subscriptions_end_when_the_server_shuts_down() {
         let (_sender, receiver) = broadcast::channel::<Event>(4);
         let (stop, shutdown) = watch::channel(false);
-        let events = event_stream(receiver, shutdown, None);
+        let events = event_stream(receiver, shutdown);
         stop.send(true).expect("a receiver");
         assert_eq!(events.count().await, 0);
     }

@@ -1,30 +1,28 @@
 //! GraphQL over HTTP, as the GraphQL-over-HTTP spec describes it: `POST` with JSON, `GET`
 //! with URL parameters (queries only), and both `application/json` and
-//! `application/graphql-response+json` responses.
+//! `application/graphql-response+json` responses. This module only frames requests (the
+//! body within a deadline and a size limit, the credentials); the pipeline does the rest.
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Request, Response, Variables,
-    http::GraphiQLSource,
-    parser::types::{DocumentOperations, OperationType},
-};
+use async_graphql::{Response, http::GraphiQLSource};
 use axum::{
     body::Body,
     extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse},
 };
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
-use super::AppState;
+use super::{AppState, wire};
 use crate::{
     error::AppError,
     graphql::{
+        Caller, Outcome, Started, Transport,
         error::{coded, error_code},
-        limits::OperationName,
+        pipeline::is_request_error,
     },
-    loaders::Loaders,
     storage::CostRecorder,
 };
 
@@ -98,20 +96,43 @@ pub async fn post_graphql(
             )),
         );
     }
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
-    };
-    let request: Request = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(err) => {
+    // The whole body within the deadline: a client trickling its body holds a
+    // connection, never an operation's permit, and not for long.
+    let timeout = state.settings.body_timeout;
+    let body = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) => {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            tracing::debug!(error = %err, "reading a request body failed");
             return request_error(
                 media,
                 StatusCode::BAD_REQUEST,
-                AppError::BadUserInput(format!("the body is not a GraphQL request: {err}")),
+                AppError::BadUserInput("the request body could not be read".to_owned()),
             );
         }
+        Err(_) => {
+            let mut response = request_error(
+                media,
+                StatusCode::REQUEST_TIMEOUT,
+                AppError::BadUserInput(format!(
+                    "the request body did not arrive within {} seconds",
+                    timeout.as_secs_f32()
+                )),
+            );
+            // The rest of the body is still on its way: this connection is done.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
     };
-    execute(&state, &headers, media, request).await
+    let request = match wire::decode(&body, state.pipeline.limits().max_variables_bytes) {
+        Ok(request) => request,
+        Err(err) => return request_error(media, StatusCode::BAD_REQUEST, err),
+    };
+    execute(&state, &headers, media, request, Transport::Post).await
 }
 
 #[derive(Deserialize)]
@@ -128,7 +149,7 @@ pub async fn get_graphql(
     RawQuery(raw): RawQuery,
 ) -> axum::response::Response {
     let media = MediaType::of(&headers);
-    let params: GetParams = match serde_urlencoded_params(raw.as_deref().unwrap_or("")) {
+    let params: GetParams = match url_params(raw.as_deref().unwrap_or("")) {
         Ok(params) => params,
         Err(message) => {
             return request_error(
@@ -157,36 +178,19 @@ pub async fn get_graphql(
             AppError::BadUserInput("a GraphQL GET needs a `query` parameter".to_owned()),
         );
     };
-    let variables = match params.variables.as_deref().map(serde_json::from_str) {
-        None => Variables::default(),
-        Some(Ok(value)) => Variables::from_json(value),
-        Some(Err(_)) => {
-            return request_error(
-                media,
-                StatusCode::BAD_REQUEST,
-                AppError::BadUserInput("`variables` is not a JSON object".to_owned()),
-            );
-        }
+    let request = match wire::request(
+        query,
+        params.operation_name,
+        params.variables.as_deref(),
+        state.pipeline.limits().max_variables_bytes,
+    ) {
+        Ok(request) => request,
+        Err(err) => return request_error(media, StatusCode::BAD_REQUEST, err),
     };
-    if !is_query(&query, params.operation_name.as_deref()) {
-        let mut response = request_error(
-            media,
-            StatusCode::METHOD_NOT_ALLOWED,
-            AppError::BadUserInput("mutations and subscriptions must be sent with POST".to_owned()),
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-        return response;
-    }
-    let mut request = Request::new(query).variables(variables);
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
-    execute(&state, &headers, media, request).await
+    execute(&state, &headers, media, request, Transport::Get).await
 }
 
-fn serde_urlencoded_params(raw: &str) -> Result<GetParams, String> {
+fn url_params(raw: &str) -> Result<GetParams, String> {
     axum::extract::Query::<GetParams>::try_from_uri(
         &format!("/?{raw}")
             .parse()
@@ -196,28 +200,12 @@ fn serde_urlencoded_params(raw: &str) -> Result<GetParams, String> {
     .map_err(|_| "the URL's parameters are malformed".to_owned())
 }
 
-/// Whether the operation a GET would run is a query. A document that does not parse
-/// counts as a query here, so that execution reports the parse error as usual.
-fn is_query(query: &str, operation_name: Option<&str>) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return true;
-    };
-    let ty = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    !matches!(
-        ty,
-        Some(OperationType::Mutation | OperationType::Subscription)
-    )
-}
-
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     media: MediaType,
-    request: Request,
+    request: async_graphql::Request,
+    transport: Transport,
 ) -> axum::response::Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -234,20 +222,24 @@ async fn execute(
         Some(recorder) => state.storage.with_cost(recorder.clone()),
         None => state.storage.clone(),
     };
-    let operation = OperationName(request.operation_name.clone());
-    let request = request
-        .data(viewer)
-        .data(Loaders::new(storage))
-        .data(operation);
-    let timeout = state.settings.request_timeout;
-    let Ok(mut response) = tokio::time::timeout(timeout, state.schema.execute(request)).await
-    else {
-        tracing::warn!(?timeout, "a GraphQL request timed out");
-        return request_error(
-            media,
-            StatusCode::SERVICE_UNAVAILABLE,
-            AppError::unavailable(anyhow::anyhow!("the request took longer than {timeout:?}")),
-        );
+    let caller = Caller { viewer, storage };
+    let outcome = match state.pipeline.start(request, caller, transport).await {
+        Started::Done(outcome) => outcome,
+        // The pipeline starts subscriptions only on transports that carry them.
+        Started::Stream(_) => Outcome::WrongTransport(Response::from_errors(vec![coded(
+            "subscriptions are served over a WebSocket on this path",
+            "BAD_USER_INPUT",
+        )])),
+    };
+    let (mut response, status) = match outcome {
+        Outcome::Ran(response) | Outcome::Refused(response) => (response, None),
+        Outcome::WrongTransport(response) if transport == Transport::Get => {
+            (response, Some(StatusCode::METHOD_NOT_ALLOWED))
+        }
+        Outcome::WrongTransport(response) => (response, Some(StatusCode::BAD_REQUEST)),
+        Outcome::Busy(response) | Outcome::TimedOut(response) => {
+            (response, Some(StatusCode::SERVICE_UNAVAILABLE))
+        }
     };
     if let Some(recorder) = cost {
         let report = serde_json::to_value(recorder.report()).unwrap_or_default();
@@ -256,14 +248,30 @@ async fn execute(
             async_graphql::Value::from_json(report).unwrap_or_default(),
         );
     }
-    respond(media, response)
-}
-
-/// A request that failed before execution: no `data` at all, per the spec.
-fn is_request_error(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
+    let mut answer = match status {
+        Some(status) => {
+            let mut body = serde_json::to_value(&response).unwrap_or_default();
+            if let Some(object) = body.as_object_mut() {
+                object.remove("data");
+            }
+            json_response(media, status, &body)
+        }
+        None => respond(media, response),
+    };
+    match answer.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            answer
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    answer
 }
 
 fn respond(media: MediaType, response: Response) -> axum::response::Response {
@@ -289,19 +297,6 @@ fn respond(media: MediaType, response: Response) -> axum::response::Response {
         object.remove("data");
     }
     json_response(media, status, &body)
-}
-
-/// The answer when the server is at its concurrency limit.
-pub fn overloaded() -> axum::response::Response {
-    let mut response = request_error(
-        MediaType::Json,
-        StatusCode::SERVICE_UNAVAILABLE,
-        AppError::unavailable(anyhow::anyhow!("too many requests at once")),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {

@@ -1,7 +1,11 @@
+use std::time::{Duration, Instant};
+
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 use super::AppState;
+use crate::storage::Storage;
 
 /// Liveness: the process answers.
 pub async fn health() -> Json<Value> {
@@ -10,16 +14,45 @@ pub async fn health() -> Json<Value> {
 
 /// Readiness: DynamoDB answers and the tables are there.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.storage.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(err) => {
-            if let Some(source) = err.internal_source() {
-                tracing::warn!(error = ?source, "readiness check failed");
-            }
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable" })),
-            )
+    if state.readiness.check(&state.storage).await {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable" })),
+        )
+    }
+}
+
+/// How long a readiness answer is reused. Load balancers ask every few seconds; anyone
+/// may ask as often as they like, and DynamoDB still sees one `DescribeTable` per period.
+const READINESS_TTL: Duration = Duration::from_secs(2);
+
+/// The last readiness answer. Callers that come while a check runs wait for it rather
+/// than start their own (the lock is held across the check on purpose).
+#[derive(Default)]
+pub struct Readiness {
+    last: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Readiness {
+    async fn check(&self, storage: &Storage) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, ready)) = *last
+            && at.elapsed() < READINESS_TTL
+        {
+            return ready;
         }
+        let ready = match storage.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                if let Some(source) = err.internal_source() {
+                    tracing::warn!(error = ?source, "readiness check failed");
+                }
+                false
+            }
+        };
+        *last = Some((Instant::now(), ready));
+        ready
     }
 }

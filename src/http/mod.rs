@@ -1,50 +1,74 @@
-//! HTTP: routes, the GraphQL handler, health checks and the layers around them.
+//! HTTP: routes, the GraphQL handlers, WebSocket, health checks, the layers around them,
+//! and the loop that serves connections.
 
 mod graphql;
 mod health;
+mod server;
+mod wire;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::{
     Router,
-    error_handling::HandleErrorLayer,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    response::IntoResponse,
     routing::get,
 };
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
-use crate::{auth::Authenticator, config::HttpSettings, graphql::AppSchema, storage::Storage};
+pub use health::Readiness;
+pub use server::serve;
+
+use crate::{
+    auth::Authenticator,
+    config::{HttpSettings, LiveSettings},
+    graphql::Pipeline,
+    storage::Storage,
+};
 
 /// What every handler shares: nothing per user, nothing mutable.
 #[derive(Clone)]
 pub struct AppState {
-    pub schema: AppSchema,
+    /// Every GraphQL operation, whatever its transport, goes through it.
+    pub pipeline: Arc<Pipeline>,
     pub storage: Storage,
     pub auth: Arc<Authenticator>,
     pub settings: Arc<HttpSettings>,
+    pub live: Arc<LiveSettings>,
     /// WebSocket connections that may still be opened.
     pub websockets: Arc<Semaphore>,
-    pub max_subscriptions: usize,
+    pub readiness: Arc<Readiness>,
     pub shutdown: watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    // Past the concurrency limit, requests are refused at once with 503 rather than
-    // queued: a client retrying elsewhere beats one waiting on an overloaded server.
-    let overload = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            graphql::overloaded().into_response()
-        }))
-        .load_shed()
-        .concurrency_limit(settings.max_concurrent_requests);
+    // Every response says how a browser may treat it: never sniffed into another type,
+    // never framed by another site, no referrer leaked. The GraphiQL page sets its own
+    // content security policy; everything else is data, from which nothing may load.
+    let headers = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ));
     Router::new()
         .route(
             "/graphql",
@@ -52,10 +76,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .layer(overload)
         .layer(cors(&settings.cors_allowed_origins))
-        .layer(TraceLayer::new_for_http())
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .layer(headers)
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 

@@ -1,37 +1,89 @@
-//! Subscriptions over WebSocket on `/graphql`: `graphql-transport-ws`, and the legacy
-//! `graphql-ws` (subscriptions-transport-ws). The token rides in `connection_init`'s
-//! payload as `{"Authorization": "Bearer ..."}`; a bad one closes the connection with
-//! 4403 (Forbidden), as the protocol has it.
+//! GraphQL over WebSocket on `/graphql`: `graphql-transport-ws`, and the legacy
+//! `graphql-ws` (subscriptions-transport-ws).
+//!
+//! The protocol is implemented here rather than taken from async-graphql so that a
+//! connection is held to the same rules as an HTTP request, and ends when it should:
+//!
+//! - a message is capped like an HTTP body, and each operation goes through the same
+//!   pipeline (guards, permit, timeout) as one sent by `POST`;
+//! - `connection_init` must come within a few seconds (else close `4408`); the token in
+//!   its payload is checked as an `Authorization` header is (a bad one: `4403`);
+//! - the connection closes with `4403` when that token expires, ending its subscriptions,
+//!   so graphql-ws clients reconnect with a fresh one;
+//! - the server pings every keepalive period and closes a connection silent for two;
+//! - a connection runs a bounded number of subscriptions, and of queries and mutations,
+//!   at once; a client that does not read its messages is dropped rather than buffered.
+//!
+//! Each operation runs in a task of its own and hands its messages to the connection's
+//! task, the only writer of the socket.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
 
-use async_graphql::{
-    Data,
-    http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket as GraphQLWebSocket, WebSocketProtocols, WsMessage},
-};
+use async_graphql::{Response, parser::types::OperationType};
 use axum::{
     extract::{
         FromRequestParts, RawQuery, Request, State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
     http::{StatusCode, header},
-    response::{IntoResponse, Response},
+    response::IntoResponse,
 };
-use futures::{SinkExt, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
+use futures::{SinkExt, StreamExt, stream::SplitSink};
+use serde::Deserialize;
+use serde_json::{Value, json, value::RawValue};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    task::{AbortHandle, JoinSet},
+    time::{Instant, MissedTickBehavior},
+};
 
-use super::{AppState, graphql};
-use crate::{graphql::SubscriptionSlots, loaders::Loaders};
+use super::{AppState, graphql, wire};
+use crate::{
+    auth::Viewer,
+    error::AppError,
+    graphql::{Caller, Outcome, Started, Transport, error::coded, pipeline::is_request_error},
+};
 
-/// How long, at shutdown, the subscriptions' `complete` messages have to go out before
-/// the connection closes.
-const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long, at shutdown, running operations have to finish (subscriptions send their
+/// `complete`) before the connection closes.
+const DRAIN: Duration = Duration::from_millis(500);
+/// How long a write to the client may take before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages an operation may have queued for a client that is slow to read; past that,
+/// its subscriptions fall behind the feed and are ended.
+const OUTBOX: usize = 64;
+/// Longest operation id accepted.
+const MAX_ID_BYTES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`, the graphql-ws library's protocol.
+    TransportWs,
+    /// `graphql-ws`, the legacy subscriptions-transport-ws protocol.
+    Legacy,
+}
+
+impl Protocol {
+    const NAMES: [&'static str; 2] = ["graphql-transport-ws", "graphql-ws"];
+
+    fn parse(name: &str) -> Option<Self> {
+        match name.trim() {
+            "graphql-transport-ws" => Some(Self::TransportWs),
+            "graphql-ws" => Some(Self::Legacy),
+            _ => None,
+        }
+    }
+}
 
 /// `GET /graphql`: a WebSocket upgrade, or a query in the URL (or GraphiQL).
-pub async fn get_or_upgrade(State(state): State<AppState>, request: Request) -> Response {
+pub async fn get_or_upgrade(
+    State(state): State<AppState>,
+    request: Request,
+) -> axum::response::Response {
     let upgrade = request
         .headers()
         .get(header::UPGRADE)
@@ -46,16 +98,12 @@ pub async fn get_or_upgrade(State(state): State<AppState>, request: Request) -> 
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    // The first subprotocol offered that we speak.
+    // The first subprotocol offered that we speak (axum answers with the same one).
     let protocol = parts
         .headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
-        .and_then(|offered| {
-            offered
-                .split(',')
-                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
-        });
+        .and_then(|offered| offered.split(',').find_map(Protocol::parse));
     let Some(protocol) = protocol else {
         return (
             StatusCode::BAD_REQUEST,
@@ -71,124 +119,150 @@ pub async fn get_or_upgrade(State(state): State<AppState>, request: Request) -> 
         )
             .into_response();
     };
-    ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
+    // A message is capped like an HTTP body.
+    let limit = state.settings.max_body_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .protocols(Protocol::NAMES)
         .on_upgrade(move |socket| serve(socket, protocol, state, permit))
+}
+
+/// Why a connection's loop ended.
+enum End {
+    /// The client closed the connection, or went away.
+    Gone,
+    /// We close it, with this code and reason.
+    Close(u16, String),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+struct Connection {
+    protocol: Protocol,
+    state: AppState,
+    sink: SplitSink<WebSocket, Message>,
+    /// The viewer, once `connection_init` is accepted.
+    viewer: Option<Viewer>,
+    running: HashMap<String, AbortHandle>,
+    tasks: JoinSet<String>,
+    outbox: mpsc::Sender<Message>,
+    subscriptions: Arc<Semaphore>,
+    singles: Arc<Semaphore>,
 }
 
 async fn serve(
     socket: WebSocket,
-    protocol: WebSocketProtocols,
+    protocol: Protocol,
     state: AppState,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (mut sink, source) = socket.split();
-    let input = source
-        .take_while(|message| std::future::ready(message.is_ok()))
-        .filter_map(|message| {
-            std::future::ready(match message {
-                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
-                _ => None,
-            })
-        });
+    let (sink, mut source) = socket.split();
+    let (outbox, mut queued) = mpsc::channel::<Message>(OUTBOX);
+    let live = state.live.clone();
+    let mut connection = Connection {
+        protocol,
+        sink,
+        viewer: None,
+        running: HashMap::new(),
+        tasks: JoinSet::new(),
+        outbox,
+        subscriptions: Arc::new(Semaphore::new(live.max_subscriptions_per_connection)),
+        singles: Arc::new(Semaphore::new(live.max_subscriptions_per_connection)),
+        state,
+    };
+    let init_deadline = tokio::time::sleep(live.init_timeout);
+    tokio::pin!(init_deadline);
+    // Until a token says otherwise, the connection does not expire.
+    let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(expiry);
+    let mut keepalive = tokio::time::interval_at(Instant::now() + live.keepalive, live.keepalive);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut shutdown = connection.state.shutdown.clone();
 
-    let refused = Arc::new(AtomicBool::new(false));
-    let on_init = {
-        let refused = refused.clone();
-        let auth = state.auth.clone();
-        let storage = state.storage.clone();
-        let max = state.max_subscriptions;
-        move |payload: serde_json::Value| async move {
-            let authorization = payload
-                .get("Authorization")
-                .or_else(|| payload.get("authorization"))
-                .and_then(|v| v.as_str());
-            match auth.viewer(authorization).await {
-                Ok(viewer) => {
-                    let mut data = Data::default();
-                    data.insert(viewer);
-                    data.insert(Loaders::without_cache(storage));
-                    data.insert(SubscriptionSlots::new(max));
-                    Ok(data)
+    let end = loop {
+        tokio::select! {
+            message = source.next() => {
+                let Some(Ok(message)) = message else { break End::Gone };
+                last_heard = Instant::now();
+                let data = match message {
+                    message @ (Message::Text(_) | Message::Binary(_)) => message.into_data(),
+                    // axum answers pings itself; a pong only says the client is there.
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Close(_) => break End::Gone,
+                };
+                let Ok(text) = std::str::from_utf8(&data) else { break invalid_message() };
+                let had_viewer = connection.viewer.is_some();
+                if let Some(end) = connection.receive(text).await {
+                    break end;
                 }
-                Err(err) => {
-                    refused.store(true, Ordering::SeqCst);
-                    Err(async_graphql::Error::new(err.client_message()))
+                if !had_viewer && let Some(until) = connection.viewer.as_ref().and_then(Viewer::valid_until) {
+                    let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+                    expiry.as_mut().reset(Instant::now() + left);
                 }
             }
+            Some(message) = queued.recv() => {
+                if !connection.send(message).await {
+                    break End::Gone;
+                }
+            }
+            Some(done) = connection.tasks.join_next(), if !connection.tasks.is_empty() => {
+                if let Ok(id) = done {
+                    connection.running.remove(&id);
+                }
+            }
+            () = &mut init_deadline, if connection.viewer.is_none() => {
+                break End::Close(4408, "Connection initialisation timeout".into());
+            }
+            () = &mut expiry, if connection.viewer.is_some() => {
+                break End::Close(4403, "the token has expired; connect again with a fresh one".into());
+            }
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > live.keepalive * 2 {
+                    break End::Close(1001, "no answer to pings".into());
+                }
+                if !connection.send(Message::Ping(Default::default())).await {
+                    break End::Gone;
+                }
+                if connection.protocol == Protocol::Legacy
+                    && connection.viewer.is_some()
+                    && !connection.send_json(&json!({ "type": "ka" })).await
+                {
+                    break End::Gone;
+                }
+            }
+            () = stopped(&mut shutdown) => break End::Shutdown,
         }
     };
-    let messages = GraphQLWebSocket::new(state.schema.clone(), input, protocol)
-        .on_connection_init(on_init)
-        .map(move |message| match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => {
-                // async-graphql closes a refused connection_init with 1002; the protocol's
-                // code for it is 4403.
-                let code = if code == 1002 && refused.load(Ordering::SeqCst) {
-                    4403
-                } else {
-                    code
-                };
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                }))
-            }
-        });
-    futures::pin_mut!(messages);
 
-    let mut shutdown = state.shutdown.clone();
-    match forward(&mut messages, &mut sink, stopped(&mut shutdown)).await {
-        Forwarded::SinkGone => {}
-        Forwarded::Ended => {
-            let _ = sink.close().await;
+    match end {
+        End::Gone => connection.tasks.abort_all(),
+        End::Close(code, reason) => {
+            connection.tasks.abort_all();
+            connection.close(code, &reason).await;
         }
-        Forwarded::Interrupted => {
-            // The subscriptions end by themselves on shutdown; let their `complete`
-            // messages out, then say goodbye properly.
-            if forward(&mut messages, &mut sink, tokio::time::sleep(DRAIN)).await
-                != Forwarded::SinkGone
-            {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1001,
-                        reason: "the server is shutting down".into(),
-                    })))
-                    .await;
-            }
-        }
-    }
-}
-
-#[derive(PartialEq)]
-enum Forwarded {
-    /// The protocol stream ended (the client closed, or the protocol closed it).
-    Ended,
-    /// The client went away.
-    SinkGone,
-    /// `until` completed first.
-    Interrupted,
-}
-
-/// Sends the protocol's messages to the client until they end, the client goes away,
-/// or `until` completes.
-async fn forward(
-    messages: &mut (impl futures::Stream<Item = Message> + Unpin),
-    sink: &mut (impl futures::Sink<Message> + Unpin),
-    until: impl std::future::Future<Output = ()>,
-) -> Forwarded {
-    tokio::pin!(until);
-    loop {
-        tokio::select! {
-            message = messages.next() => match message {
-                Some(message) => {
-                    if sink.send(message).await.is_err() {
-                        return Forwarded::SinkGone;
+        End::Shutdown => {
+            // Subscriptions end by themselves on shutdown and queries finish; let their
+            // last messages out, then say goodbye properly.
+            let drain = tokio::time::sleep(DRAIN);
+            tokio::pin!(drain);
+            loop {
+                tokio::select! {
+                    Some(message) = queued.recv() => {
+                        if !connection.send(message).await {
+                            return;
+                        }
                     }
+                    Some(_) = connection.tasks.join_next(), if !connection.tasks.is_empty() => {}
+                    () = &mut drain => break,
+                    else => break,
                 }
-                None => return Forwarded::Ended,
-            },
-            () = &mut until => return Forwarded::Interrupted,
+                if connection.tasks.is_empty() && queued.is_empty() {
+                    break;
+                }
+            }
+            connection.tasks.abort_all();
+            connection.close(1001, "the server is shutting down").await;
         }
     }
 }
@@ -196,4 +270,277 @@ async fn forward(
 /// Completes when the server starts shutting down (or the signal's owner is gone).
 async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn invalid_message() -> End {
+    End::Close(4400, "Invalid message received".into())
+}
+
+/// A client message: its type, and the fields some types have.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+impl Connection {
+    /// Handles one client message; `Some` ends the connection.
+    async fn receive(&mut self, text: &str) -> Option<End> {
+        let Ok(message) = serde_json::from_str::<Envelope>(text) else {
+            return Some(invalid_message());
+        };
+        match (self.protocol, message.kind.as_str()) {
+            (_, "connection_init") => self.init(message.payload).await,
+            (Protocol::TransportWs, "ping") => {
+                (!self.send_json(&json!({ "type": "pong" })).await).then_some(End::Gone)
+            }
+            (Protocol::TransportWs, "pong") => None,
+            (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
+                self.subscribe(message.id, message.payload)
+            }
+            (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
+                let id = message.id?;
+                if let Some(task) = self.running.remove(&id) {
+                    task.abort();
+                    // The legacy protocol confirms a stop; the newer one does not.
+                    if self.protocol == Protocol::Legacy
+                        && !self
+                            .send_json(&json!({ "type": "complete", "id": id }))
+                            .await
+                    {
+                        return Some(End::Gone);
+                    }
+                }
+                None
+            }
+            (Protocol::Legacy, "connection_terminate") => Some(End::Close(1000, String::new())),
+            _ => Some(invalid_message()),
+        }
+    }
+
+    async fn init(&mut self, payload: Option<&RawValue>) -> Option<End> {
+        if self.viewer.is_some() {
+            return Some(End::Close(4429, "Too many initialisation requests".into()));
+        }
+        let payload: Value = payload
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or(Value::Null);
+        let authorization = payload
+            .get("Authorization")
+            .or_else(|| payload.get("authorization"))
+            .map(|v| v.as_str().unwrap_or("\u{0}"));
+        match self.state.auth.viewer(authorization).await {
+            Ok(viewer) => {
+                self.viewer = Some(viewer);
+                if !self.send_json(&json!({ "type": "connection_ack" })).await {
+                    return Some(End::Gone);
+                }
+                if self.protocol == Protocol::Legacy
+                    && !self.send_json(&json!({ "type": "ka" })).await
+                {
+                    return Some(End::Gone);
+                }
+                None
+            }
+            Err(err) => {
+                let message = err.client_message();
+                if self.protocol == Protocol::Legacy {
+                    let refused =
+                        json!({ "type": "connection_error", "payload": { "message": message } });
+                    if !self.send_json(&refused).await {
+                        return Some(End::Gone);
+                    }
+                }
+                Some(End::Close(4403, message))
+            }
+        }
+    }
+
+    fn subscribe(&mut self, id: Option<String>, payload: Option<&RawValue>) -> Option<End> {
+        let Some(viewer) = self.viewer.clone() else {
+            return Some(End::Close(4401, "Unauthorized".into()));
+        };
+        let (Some(id), Some(payload)) = (id, payload) else {
+            return Some(invalid_message());
+        };
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Some(invalid_message());
+        }
+        if self.running.contains_key(&id) {
+            return Some(End::Close(
+                4409,
+                format!("Subscriber for {id} already exists"),
+            ));
+        }
+        if viewer.expired() {
+            return Some(End::Close(
+                4403,
+                "the token has expired; connect again with a fresh one".into(),
+            ));
+        }
+        let operation = Operation {
+            id: id.clone(),
+            protocol: self.protocol,
+            state: self.state.clone(),
+            viewer,
+            outbox: self.outbox.clone(),
+            subscriptions: self.subscriptions.clone(),
+            singles: self.singles.clone(),
+        };
+        let payload = wire::decode(
+            payload.get().as_bytes(),
+            self.state.pipeline.limits().max_variables_bytes,
+        );
+        let handle = self.tasks.spawn(operation.run(payload));
+        self.running.insert(id, handle);
+        None
+    }
+
+    /// Sends a message; `false` when the client is gone or too slow to take it.
+    async fn send(&mut self, message: Message) -> bool {
+        matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn send_json(&mut self, value: &Value) -> bool {
+        self.send(Message::Text(value.to_string().into())).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        // A close frame's reason is at most 123 bytes.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason[..end].into(),
+        };
+        let _ =
+            tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// One operation of a connection, run in a task of its own.
+struct Operation {
+    id: String,
+    protocol: Protocol,
+    state: AppState,
+    viewer: Viewer,
+    outbox: mpsc::Sender<Message>,
+    subscriptions: Arc<Semaphore>,
+    singles: Arc<Semaphore>,
+}
+
+impl Operation {
+    /// Runs the operation and sends its messages; returns its id when it is done.
+    async fn run(self, request: Result<async_graphql::Request, AppError>) -> String {
+        let request = match request {
+            Ok(request) => request,
+            Err(err) => {
+                self.error(Response::from_errors(vec![coded(
+                    err.client_message(),
+                    err.code(),
+                )]))
+                .await;
+                return self.id;
+            }
+        };
+        let pipeline = &self.state.pipeline;
+        let prepared = match pipeline.prepare(request, Transport::WebSocket) {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                self.done(outcome).await;
+                return self.id;
+            }
+        };
+        // Each connection runs a bounded number of each kind of operation at once.
+        let (pool, what) = match prepared.kind() {
+            OperationType::Subscription => (&self.subscriptions, "subscriptions"),
+            _ => (&self.singles, "queries and mutations"),
+        };
+        let Ok(_slot) = pool.clone().try_acquire_owned() else {
+            let max = self.state.live.max_subscriptions_per_connection;
+            let message = format!("a connection may run at most {max} {what} at once");
+            self.error(Response::from_errors(vec![coded(
+                message,
+                "BAD_USER_INPUT",
+            )]))
+            .await;
+            return self.id;
+        };
+        let caller = Caller {
+            viewer: self.viewer.clone(),
+            storage: self.state.storage.clone(),
+        };
+        match pipeline.run(prepared, caller).await {
+            Started::Done(outcome) => self.done(outcome).await,
+            Started::Stream(mut responses) => {
+                let mut first = true;
+                while let Some(response) = responses.next().await {
+                    if first && is_request_error(&response) {
+                        // Refused before it started (validation): the protocol's `error`.
+                        self.error(response).await;
+                        return self.id;
+                    }
+                    first = false;
+                    if !self.next(response).await {
+                        return self.id;
+                    }
+                }
+                self.complete().await;
+            }
+        }
+        self.id
+    }
+
+    async fn done(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ran(response) if is_request_error(&response) => self.error(response).await,
+            Outcome::Ran(response) | Outcome::TimedOut(response) => {
+                if self.next(response).await {
+                    self.complete().await;
+                }
+            }
+            Outcome::Refused(response)
+            | Outcome::WrongTransport(response)
+            | Outcome::Busy(response) => {
+                self.error(response).await;
+            }
+        }
+    }
+
+    async fn next(&self, response: Response) -> bool {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
+        };
+        let payload = serde_json::to_value(&response).unwrap_or_default();
+        self.post(json!({ "type": kind, "id": self.id, "payload": payload }))
+            .await
+    }
+
+    /// The protocol's `error`: the operation failed before it ran, and nothing follows.
+    async fn error(&self, response: Response) {
+        let errors = serde_json::to_value(&response.errors).unwrap_or_default();
+        self.post(json!({ "type": "error", "id": self.id, "payload": errors }))
+            .await;
+    }
+
+    async fn complete(&self) {
+        self.post(json!({ "type": "complete", "id": self.id }))
+            .await;
+    }
+
+    async fn post(&self, message: Value) -> bool {
+        self.outbox
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .is_ok()
+    }
 }

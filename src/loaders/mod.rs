@@ -4,7 +4,7 @@
 //! users or requests. Within a request, everything a loader has seen (an entity, or an
 //! item of a page) is cached: asking again costs no DynamoDB request.
 
-use std::{collections::HashMap, hash::Hash, sync::Arc};
+use std::{collections::HashMap, hash::Hash, sync::Arc, time::Duration};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
@@ -34,9 +34,28 @@ pub struct Loaders {
     pages: DataLoader<Pages, HashMapCache>,
 }
 
+/// How long a loader waits for more keys before it sends a batch: async-graphql's default
+/// within one request, where the resolvers of a level run together.
+const REQUEST_DELAY: Duration = Duration::from_millis(1);
+/// The same for an event's loaders, which every subscriber of the instance shares: their
+/// resolvers start together when the event arrives, but a few hundred of them take a few
+/// milliseconds to all ask, and each that comes after a batch left would send another.
+const EVENT_DELAY: Duration = Duration::from_millis(10);
+
 impl Loaders {
+    /// Loaders for one request.
     pub fn new(storage: Storage) -> Self {
-        fn loader<T>(storage: &Storage) -> DataLoader<T, HashMapCache>
+        Self::with_delay(storage, REQUEST_DELAY)
+    }
+
+    /// Loaders for one event, shared by every subscription that resolves it (see
+    /// `graphql::subscription::EventLoaders`).
+    pub fn for_events(storage: Storage) -> Self {
+        Self::with_delay(storage, EVENT_DELAY)
+    }
+
+    fn with_delay(storage: Storage, delay: Duration) -> Self {
+        fn loader<T>(storage: &Storage, delay: Duration) -> DataLoader<T, HashMapCache>
         where
             T: From<Storage> + Send + Sync + 'static,
         {
@@ -46,22 +65,13 @@ impl Loaders {
                 HashMapCache::default(),
             )
             .max_batch_size(MAX_BATCH)
+            .delay(delay)
         }
         Self {
-            entities: loader(&storage),
-            pages: loader(&storage),
+            entities: loader(&storage, delay),
+            pages: loader(&storage, delay),
             storage,
         }
-    }
-
-    /// Loaders for the events of a subscription: they batch the loads of one event's
-    /// fields, but keep nothing from one event to the next (a subscription lives long,
-    /// and what it loaded an hour ago may have changed).
-    pub fn without_cache(storage: Storage) -> Self {
-        let loaders = Self::new(storage);
-        loaders.entities.enable_all_cache(false);
-        loaders.pages.enable_all_cache(false);
-        loaders
     }
 
     /// The storage handle of this request (its requests are counted with the loaders').

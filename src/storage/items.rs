@@ -211,7 +211,7 @@ impl PageKey {
         for (name, numeric) in names {
             match (self.0.get(*name), numeric) {
                 (Some(KeyPart::S(s)), false) if !s.is_empty() && s.len() <= 2048 => {}
-                (Some(KeyPart::N(n)), true) if n.len() <= 40 && n.parse::<f64>().is_ok() => {}
+                (Some(KeyPart::N(n)), true) if is_plain_number(n) => {}
                 _ => return Err(()),
             }
         }
@@ -235,6 +235,19 @@ impl PageKey {
             })
             .collect()
     }
+}
+
+/// A number as this server writes keys: digits with an optional sign and fraction, no
+/// exponent, within DynamoDB's 38 digits of precision. `NaN`, `inf` or `1e200` would pass
+/// a float parser and then fail in DynamoDB; here they are simply not a position.
+fn is_plain_number(n: &str) -> bool {
+    let unsigned = n.strip_prefix('-').unwrap_or(n);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && fraction.is_none_or(digits) && whole.len() + fraction.map_or(0, str::len) <= 38
 }
 
 #[cfg(test)]
@@ -319,5 +332,20 @@ mod tests {
         assert!(key.check(&names, Some(("UserId", "u"))).is_ok());
         assert!(key.check(&names, Some(("UserId", "other"))).is_err());
         assert!(key.check(&names[..2], None).is_err());
+        for bad in [
+            "NaN", "inf", "-inf", "1e200", "1.5e3", "", "-", "1.", ".5", "0x10", "+1",
+        ] {
+            let key = PageKey(
+                [
+                    ("PostId".to_owned(), KeyPart::S("p".into())),
+                    ("UserId".to_owned(), KeyPart::S("u".into())),
+                    ("CreatedAt".to_owned(), KeyPart::N(bad.into())),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            assert!(key.check(&names, Some(("UserId", "u"))).is_err(), "{bad:?}");
+        }
+        assert!(is_plain_number("1735732802.5") && is_plain_number("-3"));
     }
 }

@@ -129,13 +129,14 @@ impl Storage {
 
     /// Whether DynamoDB answers and the tables are there.
     pub async fn ping(&self) -> Result<(), AppError> {
-        self.client
+        let answer = self
+            .client
             .describe_table()
             .table_name(&self.tables.users)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("DescribeTable", e))
+            .await;
+        self.record("DescribeTable", &[]);
+        answer.map(|_| ()).map_err(|e| classify("DescribeTable", e))
     }
 
     fn record(&self, operation: &'static str, consumed: &[ConsumedCapacity]) {

@@ -12,6 +12,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -44,11 +48,18 @@ pub const FEED_CAPACITY: usize = 1024;
 pub struct EventFeed {
     sender: broadcast::Sender<Event>,
     ready: watch::Receiver<usize>,
+    published: Arc<AtomicU64>,
 }
 
 impl EventFeed {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
+    }
+
+    /// How many events the feed has published. The count goes up before an event is
+    /// sent, so a subscriber that received an event reads a count that includes it.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
     }
 
     /// Waits until both tables' streams are being read: events written from then on
@@ -72,6 +83,7 @@ impl Storage {
         let streams = self.streams.clone()?;
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
         let (ready_tx, ready) = watch::channel(0usize);
+        let published = Arc::new(AtomicU64::new(0));
         for (table, kind) in [
             (self.tables.posts.clone(), Kind::Posts),
             (self.tables.comments.clone(), Kind::Comments),
@@ -82,12 +94,17 @@ impl Storage {
                 table,
                 kind,
                 sender: sender.clone(),
+                published: published.clone(),
                 ready: ready_tx.clone(),
                 shutdown: shutdown.clone(),
             };
             tokio::spawn(follower.run());
         }
-        Some(EventFeed { sender, ready })
+        Some(EventFeed {
+            sender,
+            ready,
+            published,
+        })
     }
 }
 
@@ -97,6 +114,7 @@ struct Follower {
     table: String,
     kind: Kind,
     sender: broadcast::Sender<Event>,
+    published: Arc<AtomicU64>,
     ready: watch::Sender<usize>,
     shutdown: watch::Receiver<bool>,
 }
@@ -249,6 +267,7 @@ impl Follower {
                     kind: self.kind,
                     table: self.table.clone(),
                     sender: self.sender.clone(),
+                    published: self.published.clone(),
                     shutdown: self.shutdown.clone(),
                     start,
                 };
@@ -298,6 +317,7 @@ struct ShardReader {
     kind: Kind,
     table: String,
     sender: broadcast::Sender<Event>,
+    published: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
     start: ShardIteratorType,
 }
@@ -423,6 +443,7 @@ impl ShardReader {
         match event {
             // No subscriber at the moment is fine: nobody to tell.
             Ok(event) => {
+                self.published.fetch_add(1, Ordering::SeqCst);
                 let _ = self.sender.send(event);
             }
             Err(err) => {

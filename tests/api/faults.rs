@@ -309,13 +309,21 @@ async fn dynamodb_stopped_and_restarted_under_traffic_needs_no_server_restart() 
     storage.create_tables().await.expect("tables again");
     app.add_user("u1", "alice").await;
     assert_eq!(app.query(query, json!({})).await, ok);
-    let ready = app
-        .http
-        .get(format!("{}/ready", app.url))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(ready.status(), 200);
+    // Readiness is checked again once its last answer is a couple of seconds old.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready = app
+            .http
+            .get(format!("{}/ready", app.url))
+            .send()
+            .await
+            .expect("sent");
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", ready.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::task::spawn_blocking(move || stop_dynamodb_local(dynamodb, port))
         .await
         .expect("stopped");

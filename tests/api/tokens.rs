@@ -100,6 +100,7 @@ async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
         issuer: Some("https://issuer.test".into()),
         audience: Some("blog".into()),
         jwks_refresh_cooldown: cooldown,
+        ..TokenRules::default()
     };
     spawn_app_on(config, storage).await
 }

@@ -1,0 +1,274 @@
+//! One request pipeline for every GraphQL operation, whatever carried it.
+//!
+//! A transport (`GET`, `POST`, a WebSocket message) only frames an operation: it reads it
+//! within a deadline, caps its size and finds the caller's credentials. Then every
+//! operation goes through the same steps, in the same order, with the same limits:
+//!
+//! 1. a concurrency permit, taken only now that the operation is complete (never while its
+//!    bytes are still arriving); none free is `SERVICE_UNAVAILABLE` at once;
+//! 2. the document's size, and its nesting as GraphQL's lexer reads it, before any parse
+//!    (the parser recurses once per level);
+//! 3. one parse;
+//! 4. the operation to run, and whether the transport may carry it;
+//! 5. the limits: nesting, depth, fields, and cost with variable defaults applied;
+//! 6. async-graphql's validation and execution, within the request timeout.
+//!
+//! A subscription holds its permit until it has started; its events are then resolved
+//! with loaders shared by every subscription of the instance (see [`EventLoaders`]), so an
+//! event costs DynamoDB the same whether ten or ten thousand clients listen.
+
+use std::{sync::Arc, time::Duration};
+
+use async_graphql::{
+    Request, Response, ServerError, Value, futures_util::stream::BoxStream,
+    parser::types::OperationType,
+};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    AppSchema,
+    error::coded,
+    limits::{self, QueryLimits, RECURSION_LIMIT},
+    nesting::nesting,
+    subscription::Live,
+};
+use crate::{auth::Viewer, loaders::Loaders, storage::Storage};
+
+/// Who asks, and through which storage handle (one that counts its requests, when the
+/// client asked for the cost).
+pub struct Caller {
+    pub viewer: Viewer,
+    pub storage: Storage,
+}
+
+/// What carried an operation: each carries only some kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Queries only: a GET must not change anything.
+    Get,
+    /// Queries and mutations; subscriptions need a connection that stays open.
+    Post,
+    /// Everything.
+    WebSocket,
+}
+
+impl Transport {
+    fn carries(self, kind: OperationType) -> bool {
+        match self {
+            Self::Get => kind == OperationType::Query,
+            Self::Post => kind != OperationType::Subscription,
+            Self::WebSocket => true,
+        }
+    }
+}
+
+/// How an operation that runs once ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran. The response may still be a request error that validation raised.
+    Ran(Response),
+    /// Refused before running: the document, its variables or the limits.
+    Refused(Response),
+    /// The transport does not carry this kind of operation (a mutation over GET).
+    WrongTransport(Response),
+    /// No permit was free: the server is at its concurrency limit.
+    Busy(Response),
+    /// It took longer than the request timeout.
+    TimedOut(Response),
+}
+
+/// An operation that passed the guards and holds a permit, ready to run.
+pub struct Prepared {
+    request: Request,
+    kind: OperationType,
+    permit: OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
+}
+
+impl Prepared {
+    pub fn kind(&self) -> OperationType {
+        self.kind
+    }
+}
+
+/// An operation that has started.
+// One of these exists per operation, moved once or twice: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Started {
+    /// A query or mutation, run to its end (or refused).
+    Done(Outcome),
+    /// A subscription: one response per event.
+    Stream(BoxStream<'static, Response>),
+}
+
+/// The pipeline: the schema, the limits, the permits and the timeout every transport shares.
+pub struct Pipeline {
+    schema: AppSchema,
+    limits: QueryLimits,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+    timeout: Duration,
+    live: Option<Live>,
+}
+
+impl Pipeline {
+    pub fn new(
+        schema: AppSchema,
+        limits: QueryLimits,
+        max_concurrent: usize,
+        timeout: Duration,
+        live: Option<Live>,
+    ) -> Self {
+        Self {
+            schema,
+            limits,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            timeout,
+            live,
+        }
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs a query or mutation to its end, or starts a subscription.
+    pub async fn start(&self, request: Request, caller: Caller, transport: Transport) -> Started {
+        match self.prepare(request, transport) {
+            Ok(prepared) => self.run(prepared, caller).await,
+            Err(outcome) => Started::Done(outcome),
+        }
+    }
+
+    /// Steps 1 to 5: the permit, then the document's guards and limits. A transport that
+    /// has to know the kind of operation before it runs it (a WebSocket counts each kind
+    /// against its own per-connection limit) calls this, then [`Pipeline::run`].
+    #[allow(clippy::result_large_err)] // see `Started`
+    pub fn prepare(&self, mut request: Request, transport: Transport) -> Result<Prepared, Outcome> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = self.max_concurrent,
+                "refused an operation: at the concurrency limit"
+            );
+            return Err(Outcome::Busy(unavailable(
+                "the server is at its limit of operations at once; try again shortly",
+            )));
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let kind = self
+            .check(&mut request)
+            .map_err(|error| Outcome::Refused(Response::from_errors(vec![error])))?;
+        if !transport.carries(kind) {
+            let message = match transport {
+                Transport::Get => "only queries may be sent with GET; send mutations with POST",
+                _ => {
+                    "subscriptions are served over a WebSocket on this path (graphql-transport-ws)"
+                }
+            };
+            return Err(Outcome::WrongTransport(refusal(message, "BAD_USER_INPUT")));
+        }
+        Ok(Prepared {
+            request,
+            kind,
+            permit,
+            deadline,
+        })
+    }
+
+    /// Step 6: validation and execution, within the timeout that started with the permit.
+    pub async fn run(&self, prepared: Prepared, caller: Caller) -> Started {
+        let Prepared {
+            request,
+            kind,
+            permit,
+            deadline,
+        } = prepared;
+        let request = request.data(caller.viewer);
+        if kind == OperationType::Subscription {
+            let Some(live) = &self.live else {
+                return Started::Done(Outcome::Refused(refusal(
+                    "subscriptions are turned off on this server",
+                    "SERVICE_UNAVAILABLE",
+                )));
+            };
+            let stream = self.schema.execute_stream(request.data(live.loaders()));
+            drop(permit);
+            return Started::Stream(stream.boxed());
+        }
+        let request = request.data(Arc::new(Loaders::new(caller.storage)));
+        let outcome = match tokio::time::timeout_at(deadline, self.schema.execute(request)).await {
+            Ok(response) => Outcome::Ran(response),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "an operation timed out");
+                Outcome::TimedOut(unavailable(&format!(
+                    "the operation took longer than {} seconds; try again shortly",
+                    self.timeout.as_secs_f32()
+                )))
+            }
+        };
+        drop(permit);
+        Started::Done(outcome)
+    }
+
+    /// Steps 2 to 5: size, nesting, parse, operation, limits. The parsed document goes
+    /// into the request, so that async-graphql does not parse it again.
+    fn check(&self, request: &mut Request) -> Result<OperationType, ServerError> {
+        let query = &request.query;
+        if query.len() > self.limits.max_bytes {
+            return Err(coded(
+                format!(
+                    "the document is {} bytes long; the limit is {}",
+                    query.len(),
+                    self.limits.max_bytes
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        let depth = nesting(query);
+        if depth > RECURSION_LIMIT {
+            return Err(coded(
+                format!(
+                    "the document nests brackets {depth} levels deep; the limit is {RECURSION_LIMIT}"
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        let document = async_graphql::parser::parse_query(query).map_err(|err| {
+            let mut error = ServerError::from(err);
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "GRAPHQL_PARSE_FAILED");
+            error
+        })?;
+        self.limits.check_operations(&document)?;
+        let operation = limits::selected(&document, request.operation_name.as_deref())?;
+        let kind = operation.node.ty;
+        self.limits
+            .check(&document, &request.variables, &operation.node)?;
+        request.set_parsed_query(document);
+        Ok(kind)
+    }
+}
+
+fn refusal(message: &str, code: &'static str) -> Response {
+    Response::from_errors(vec![coded(message, code)])
+}
+
+fn unavailable(message: &str) -> Response {
+    refusal(message, "SERVICE_UNAVAILABLE")
+}
+
+/// Whether a response is a request error: it failed before execution (parse, validation,
+/// limits), so it has no `data` and no error has a path.
+pub fn is_request_error(response: &Response) -> bool {
+    response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
