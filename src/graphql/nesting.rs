@@ -135,4 +135,108 @@ mod tests {
         );
         assert_eq!(nesting(&document), 203);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::nesting;
+
+        /// Characters that start or end comments and strings, and brackets.
+        fn soup() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("#"),
+                    Just("\""),
+                    Just("\"\"\""),
+                    Just("\\"),
+                    Just("\\\"\"\""),
+                    Just("\n"),
+                    Just("\r"),
+                    Just("\r\n"),
+                    Just("["),
+                    Just("]"),
+                    Just("{"),
+                    Just("}"),
+                    Just(" "),
+                    Just("a"),
+                    Just("\\u0041"),
+                    Just("é"),
+                ],
+                0..12,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        /// Text with no line terminator and no quote or backslash.
+        fn plain() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("["),
+                    Just("]"),
+                    Just("{"),
+                    Just("#"),
+                    Just(" "),
+                    Just("x"),
+                    Just("é")
+                ],
+                0..8,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        /// Something a list may hold before its last element, or that the lexer skips:
+        /// comments with every line terminator, strings and block strings with their
+        /// escapes, an unterminated block string (read as `""` then a string).
+        fn item() -> impl Strategy<Value = String> {
+            let terminator = prop_oneof![Just("\n"), Just("\r"), Just("\r\n")];
+            prop_oneof![
+                (plain(), terminator).prop_map(|(text, end)| format!("#{text}{end}")),
+                plain().prop_map(|text| format!("\"{text}\\\"\\\\\\u0041\"")),
+                (plain(), plain()).prop_map(|(a, b)| format!("\"\"\"{a}\\\"\"\"{b}\"\"{a}\"\"\"")),
+                plain().prop_map(|text| format!("\"\"\"{text}\"")),
+                Just("1".to_owned()),
+                Just(", ".to_owned()),
+                Just("\u{feff}".to_owned()),
+            ]
+        }
+
+        /// A document whose parse goes 1,600 levels deep once the parser reaches the
+        /// bomb, placed after `items` or after a soup. Either the guard sees the bomb, or
+        /// the parser never reaches it; were the guard fooled, the parse below would
+        /// overflow its stack and abort the test run.
+        fn documents() -> impl Strategy<Value = String> {
+            let bomb = 1_600;
+            let deep = move || format!("{}1{}", "[".repeat(bomb), "]".repeat(bomb));
+            prop_oneof![
+                proptest::collection::vec(item(), 0..10).prop_map(move |items| {
+                    format!("{{ user(id: [{} {}]) {{ id }} }}", items.concat(), deep())
+                }),
+                proptest::collection::vec(item(), 0..10).prop_map(move |items| {
+                    format!(
+                        "query($a: [Int] = [{} {}]) {{ viewer {{ id }} }}",
+                        items.concat(),
+                        deep()
+                    )
+                }),
+                soup().prop_map(move |soup| format!("{{ user(id: {soup} {}) {{ id }} }}", deep())),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_parser_never_goes_deeper_than_the_guard_allows(document in documents()) {
+                if nesting(&document) <= crate::graphql::limits::RECURSION_LIMIT {
+                    // A thread with a small stack: a hidden bomb would overflow it.
+                    let parsed = std::thread::Builder::new()
+                        .stack_size(1024 * 1024)
+                        .spawn(move || async_graphql::parser::parse_query(&document).is_ok())
+                        .expect("a thread")
+                        .join();
+                    prop_assert!(parsed.is_ok());
+                }
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http
 use blog_graphql::storage::{Storage, Tables};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_on, test_config, test_settings};
+use crate::helpers::{TestApp, black_hole, spawn_app_on, test_config, test_settings};
 
 fn mocked_storage(rules: &[&Rule]) -> Storage {
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::Sequential);
@@ -143,21 +143,6 @@ async fn throttling_is_retried_then_service_unavailable_without_details() {
     for leak in ["throughput", "mock-test", "Exceeded", "DynamoDB"] {
         assert!(!text.contains(leak), "leaks {leak:?}: {text}");
     }
-}
-
-/// A TCP server that accepts connections and never answers.
-async fn black_hole() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    format!("http://{address}")
 }
 
 #[tokio::test]

@@ -111,6 +111,21 @@ pub fn stop_dynamodb_local(mut child: Child, port: u16) {
     }
 }
 
+/// A TCP server that accepts connections and never answers: a DynamoDB that hangs.
+pub async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
 /// A raw SDK client on the test DynamoDB, for what a test does behind the server's back.
 pub fn raw_client() -> Client {
     let config = aws_sdk_dynamodb::Config::builder()

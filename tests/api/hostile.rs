@@ -111,6 +111,35 @@ fn cases(app: &TestApp) -> Vec<Case> {
     let operations: String = (0..30)
         .map(|i| format!("query Q{i} {{ viewer {{ id }} }} "))
         .collect();
+    let mut chain = String::from("{ ...F0 }");
+    for i in 0..100 {
+        chain.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+    }
+    chain.push_str(" fragment F100 on Query { viewer { id } }");
+    let cursor = |number: &str| {
+        let json = json!({ "l": "userposts", "p": "u1",
+                           "k": { "PostId": { "S": "p1" }, "UserId": { "S": "u1" }, "CreatedAt": { "N": number } } });
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    };
+    let after = |number: &str| {
+        format!(
+            "{{ user(id: \"u1\") {{ posts(after: \"{}\") {{ nodes {{ id }} }} }} }}",
+            cursor(number)
+        )
+    };
+    let crit = {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = engine.encode(json!({ "alg": "HS256", "typ": "JWT", "crit": ["https://example.com/must-understand"] }).to_string());
+        let claims = engine.encode(json!({ "sub": "u1", "exp": now() + 600 }).to_string());
+        let input = format!("{header}.{claims}");
+        let signature = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .expect("signed");
+        format!("{input}.{signature}")
+    };
     let introspection = format!(
         "{{ __schema {{ types {{ {}name{} }} }} }}",
         "fields { type { ofType { ".repeat(6),
@@ -166,18 +195,26 @@ fn cases(app: &TestApp) -> Vec<Case> {
         query("deeply nested list argument", format!("{{ user(id: {}1{}) {{ id }} }}", "[".repeat(30_000), "]".repeat(30_000)), 400, "QUERY_TOO_COMPLEX"),
         query("costly nested connections", "{ users(first: 100) { nodes { posts(first: 100) { nodes { comments(first: 100) { nodes { id } } } } } } }".into(), 400, "QUERY_TOO_COMPLEX"),
         query("30 operations", operations, 400, "QUERY_TOO_COMPLEX"),
+        // 20 a page by default, but execution takes the variable's default: 100.
+        query("a costly variable default", "query($n: Int = 100) { users(first: $n) { nodes { posts(first: $n) { nodes { id } } } } }".into(), 400, "QUERY_TOO_COMPLEX"),
+        query("a chain of 100 fragments", chain, 400, "QUERY_TOO_COMPLEX"),
         query("document over 100 KB", format!("{{ viewer {{ id }} }} # {}", "x".repeat(120_000)), 400, "QUERY_TOO_COMPLEX"),
         query("deep introspection", introspection, 400, "QUERY_TOO_COMPLEX"),
         // Inputs.
         query("first below 0", "{ users(first: -1) { nodes { id } } }".into(), 200, "BAD_USER_INPUT"),
         query("first above 100", "{ users(first: 101) { nodes { id } } }".into(), 200, "BAD_USER_INPUT"),
         query("forged cursor", "{ users(after: \"eyJsIjoidXNlcnMifQ\") { nodes { id } } }".into(), 200, "BAD_USER_INPUT"),
+        query("cursor with NaN", after("NaN"), 200, "BAD_USER_INPUT"),
+        query("cursor with inf", after("inf"), 200, "BAD_USER_INPUT"),
+        query("cursor with 1e200", after("1e200"), 200, "BAD_USER_INPUT"),
         query("id with a NUL", "{ user(id: \"a\\u0000b\") { id } }".into(), 200, "BAD_USER_INPUT"),
         query("huge id", format!("{{ post(id: \"{}\") {{ id }} }}", "p".repeat(10_000)), 200, "BAD_USER_INPUT"),
         with_token(post("post body over DynamoDB's item size", json!({ "query": create_post, "variables": { "t": "t", "c": "x".repeat(500_000) } }), 400, Some("BAD_USER_INPUT")), valid.clone()),
         with_token(post("comment over 8 KiB", json!({ "query": add_comment, "variables": { "c": "é".repeat(5000) } }), 200, Some("BAD_USER_INPUT")), valid.clone()),
         with_token(post("blank title", json!({ "query": create_post, "variables": { "t": " \t\n", "c": "c" } }), 200, Some("BAD_USER_INPUT")), valid.clone()),
         with_token(post("username with a zero-width joiner", json!({ "query": create_user, "variables": { "n": "al\u{200d}ice" } }), 200, Some("BAD_USER_INPUT")), app.token("u9")),
+        with_token(post("username with a Cyrillic a", json!({ "query": create_user, "variables": { "n": "\u{430}lice" } }), 200, Some("BAD_USER_INPUT")), app.token("u9")),
+        with_token(post("full-width username", json!({ "query": create_user, "variables": { "n": "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}" } }), 200, Some("BAD_USER_INPUT")), app.token("u9")),
         with_token(post("username with a right-to-left override", json!({ "query": create_user, "variables": { "n": "\u{202e}ecila" } }), 200, Some("BAD_USER_INPUT")), app.token("u9")),
         with_token(post("comment on a missing post", json!({ "query": "mutation { addComment(input: {postId: \"nope\", content: \"hi\"}) { id } }" }), 200, Some("NOT_FOUND")), valid.clone()),
         with_token(post("someone else's post", json!({ "query": "mutation { deletePost(id: \"p1\") }" }), 200, Some("FORBIDDEN")), app.token("u2")),
@@ -193,6 +230,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
             signed(jsonwebtoken::Algorithm::HS512, SECRET, json!({ "sub": "u1", "exp": now() + 600 }))),
         with_token(post("token without exp", json!({ "query": "{ viewer { id } }" }), 401, Some("UNAUTHENTICATED")),
             signed(jsonwebtoken::Algorithm::HS256, SECRET, json!({ "sub": "u1" }))),
+        with_token(post("token with a crit header", json!({ "query": "{ viewer { id } }" }), 401, Some("UNAUTHENTICATED")), crit),
         with_token(post("garbage token", json!({ "query": "{ viewer { id } }" }), 401, Some("UNAUTHENTICATED")), "abc.def.ghi".into()),
         with_token(post("token header that is not JSON", json!({ "query": "{ viewer { id } }" }), 401, Some("UNAUTHENTICATED")), format!("{}.e30.x", "A".repeat(64))),
         // Unknown but harmless.
@@ -255,7 +293,8 @@ async fn hostile_requests_get_quick_clean_errors_and_write_nothing() {
         assert_eq!(code, case.code, "{}: {body}", case.name);
         let text = body.to_string();
         for leak in [
-            "DynamoDB", "dynamodb", "aws", "blog-", "Error {", "panicked", "src/",
+            "DynamoDB", "dynamodb", "aws", "blog-", "Error {", "panicked", "src/", "struct ",
+            "Request",
         ] {
             assert!(!text.contains(leak), "{} leaks {leak:?}: {text}", case.name);
         }

@@ -3,12 +3,15 @@
 mod cost;
 mod davinci;
 mod faults;
+mod hardening;
 mod helpers;
 mod hostile;
 mod http;
 mod mutations;
+mod properties;
 mod queries;
 mod schema;
 mod subscriptions;
 mod tokens;
 mod writes;
+mod ws_client;

@@ -8,26 +8,25 @@ use std::{
 use aws_sdk_dynamodb::types::AttributeValue;
 use blog_graphql::{config::LiveSettings, storage::Storage};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, protocol::frame::coding::CloseCode},
-};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
 
-use crate::helpers::{
-    TestApp, dynamodb_endpoint, raw_client, spawn_app_until, test_config, test_settings,
+use crate::{
+    helpers::{
+        TestApp, dynamodb_endpoint, raw_client, spawn_app_until, test_config, test_settings,
+    },
+    ws_client::{Client, open},
 };
 
 /// Time for a subscribe message to reach the server and its subscription to start
 /// (the protocol has no acknowledgement for it).
-const SUBSCRIBED: Duration = Duration::from_millis(300);
+pub const SUBSCRIBED: Duration = Duration::from_millis(300);
 
-const COMMENTS: &str =
+pub const COMMENTS: &str =
     "subscription($post: ID!) { commentAdded(postId: $post) { id content author { username } } }";
 
 /// `instances` servers on the same (new) tables, with subscriptions on.
-async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> {
+pub async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> {
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
@@ -41,112 +40,8 @@ async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> {
     apps
 }
 
-fn live() -> LiveSettings {
+pub fn live() -> LiveSettings {
     LiveSettings::default()
-}
-
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    legacy: bool,
-}
-
-async fn open(
-    app: &TestApp,
-    protocol: &str,
-) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, tokio_tungstenite::tungstenite::Error> {
-    let mut request = format!("{}/graphql", app.url.replace("http", "ws"))
-        .into_client_request()
-        .expect("request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-impl Client {
-    async fn connect(app: &TestApp, token: Option<&str>) -> Self {
-        Self::connect_with(app, token, "graphql-transport-ws").await
-    }
-
-    async fn connect_with(app: &TestApp, token: Option<&str>, protocol: &str) -> Self {
-        let ws = open(app, protocol).await.expect("WebSocket opens");
-        let mut client = Self {
-            ws,
-            legacy: protocol == "graphql-ws",
-        };
-        let payload = match token {
-            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
-            None => json!({}),
-        };
-        client
-            .send(json!({ "type": "connection_init", "payload": payload }))
-            .await;
-        let ack = client
-            .receive(Duration::from_secs(5))
-            .await
-            .expect("an answer");
-        assert_eq!(ack["type"], json!("connection_ack"), "{ack}");
-        client
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.ws
-            .send(Message::text(message.to_string()))
-            .await
-            .expect("sent");
-    }
-
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
-        self.subscribe_to(id, json!({ "query": query, "variables": variables }))
-            .await;
-    }
-
-    async fn subscribe_to(&mut self, id: &str, payload: Value) {
-        let kind = if self.legacy { "start" } else { "subscribe" };
-        self.send(json!({ "id": id, "type": kind, "payload": payload }))
-            .await;
-    }
-
-    /// The next protocol message (keep-alives skipped), or `None` after `wait`.
-    async fn receive(&mut self, wait: Duration) -> Option<Value> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let message = tokio::time::timeout(left, self.ws.next())
-                .await
-                .ok()??
-                .ok()?;
-            match message {
-                Message::Text(text) => {
-                    let value: Value = serde_json::from_str(&text).expect("json");
-                    if value["type"] == json!("ka") || value["type"] == json!("ping") {
-                        continue;
-                    }
-                    return Some(value);
-                }
-                Message::Close(frame) => {
-                    return Some(
-                        json!({ "type": "close", "code": frame.map(|f| u16::from(f.code)) }),
-                    );
-                }
-                _ => continue,
-            }
-        }
-    }
-
-    /// The payload of the next event, checking it belongs to subscription `id`.
-    async fn event(&mut self, id: &str, wait: Duration) -> Option<Value> {
-        let message = self.receive(wait).await?;
-        let kind = if self.legacy { "data" } else { "next" };
-        assert_eq!(
-            (&message["type"], &message["id"]),
-            (&json!(kind), &json!(id)),
-            "{message}"
-        );
-        Some(message["payload"].clone())
-    }
 }
 
 #[tokio::test]

@@ -64,20 +64,26 @@ fn sign(key: &SigningKey, claims: &Value) -> String {
 struct Provider {
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// How long the provider takes to answer a fetch, in milliseconds.
+    delay_ms: Arc<AtomicUsize>,
     url: String,
 }
 
 async fn provider(keys: Vec<Value>) -> Provider {
     let keys = Arc::new(Mutex::new(keys));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (k, f) = (keys.clone(), fetches.clone());
+    let delay_ms = Arc::new(AtomicUsize::new(0));
+    let (k, f, d) = (keys.clone(), fetches.clone(), delay_ms.clone());
     let router = Router::new().route(
         "/.well-known/jwks.json",
         get(move || {
-            let (k, f) = (k.clone(), f.clone());
+            let (k, f, d) = (k.clone(), f.clone(), d.clone());
             async move {
                 f.fetch_add(1, Ordering::SeqCst);
-                Json(json!({ "keys": *k.lock().expect("lock") }))
+                let delay = d.load(Ordering::SeqCst) as u64;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let keys = k.lock().expect("lock").clone();
+                Json(json!({ "keys": keys }))
             }
         }),
     );
@@ -89,7 +95,12 @@ async fn provider(keys: Vec<Value>) -> Provider {
         listener.local_addr().expect("addr")
     );
     tokio::spawn(async move { axum::serve(listener, router).await });
-    Provider { keys, fetches, url }
+    Provider {
+        keys,
+        fetches,
+        delay_ms,
+        url,
+    }
 }
 
 async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
@@ -145,6 +156,11 @@ async fn es256_tokens_from_a_jwks_are_checked_in_full() {
     not_yet["nbf"] = json!(now() + 3600);
     let mut expired = claims("u1");
     expired["exp"] = json!(now() - 3600);
+    // A configured issuer and audience are required, not only checked when present.
+    let mut no_issuer = claims("u1");
+    no_issuer.as_object_mut().expect("object").remove("iss");
+    let mut no_audience = claims("u1");
+    no_audience.as_object_mut().expect("object").remove("aud");
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let unsigned = format!(
         "{}.{}.",
@@ -166,6 +182,8 @@ async fn es256_tokens_from_a_jwks_are_checked_in_full() {
         ("wrong audience", sign(&key, &wrong_audience)),
         ("not valid yet", sign(&key, &not_yet)),
         ("expired", sign(&key, &expired)),
+        ("no issuer", sign(&key, &no_issuer)),
+        ("no audience", sign(&key, &no_audience)),
         (
             "signed by another key with the same kid",
             sign(&other, &claims("u1")),
@@ -213,4 +231,46 @@ async fn rotated_keys_are_fetched_and_made_up_key_ids_do_not_hammer_the_provider
         "{:?}",
         provider.fetches
     );
+}
+
+#[tokio::test]
+async fn a_slow_key_fetch_stalls_no_token_whose_key_is_known() {
+    let known = es256_key("known");
+    let provider = provider(vec![known.jwk.clone()]).await;
+    let app = app_with_jwks(&provider.url, Duration::from_millis(100)).await;
+    app.add_user("u1", "alice").await;
+    assert_eq!(viewer(&app, &sign(&known, &claims("u1"))).await.0, 200);
+
+    // From now on the provider takes two seconds to answer.
+    provider.delay_ms.store(2000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stranger = sign(&es256_key("unknown"), &claims("u1"));
+    let (unknown, timed) = tokio::join!(viewer(&app, &stranger), async {
+        // While the fetch for the unknown key runs, a known key is checked at once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let (status, _) = viewer(&app, &sign(&known, &claims("u1"))).await;
+        (status, started.elapsed())
+    });
+    assert_eq!(unknown.0, 401);
+    let (status, took) = timed;
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_millis(500),
+        "waited {took:?} for another token's fetch"
+    );
+}
+
+#[tokio::test]
+async fn tokens_need_only_sub_and_exp() {
+    let (config, storage) = crate::helpers::fresh_tables().await;
+    let app = spawn_app_on(config, storage).await;
+    let secret = jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes());
+    let plain = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": "u1", "exp": now() + 600 }),
+        &secret,
+    )
+    .expect("token");
+    assert_eq!(viewer(&app, &plain).await.0, 200, "sub and exp are enough");
 }

@@ -1,0 +1,706 @@
+//! No request may crash, freeze or outlive its credentials, on any transport: documents
+//! that would overflow the parser's stack, spreads that would pin a worker, slow clients,
+//! floods over one WebSocket, idle and expired sockets, and subscription fan-out.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use blog_graphql::{
+    config::{Config, LiveSettings},
+    domain::{Comment, CommentId, PostId, UserId},
+    storage::{CostRecorder, Storage},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    helpers::{
+        TestApp, black_hole, dynamodb_endpoint, fresh_tables, spawn_app_on, spawn_app_until,
+        test_config, test_settings,
+    },
+    subscriptions::{COMMENTS, SUBSCRIBED, live},
+    ws_client::{Client, open},
+};
+
+/// How a test sends one GraphQL document.
+#[derive(Clone, Copy, Debug)]
+pub enum Via {
+    Get,
+    Post,
+    WebSocket,
+}
+
+pub const TRANSPORTS: [Via; 3] = [Via::Get, Via::Post, Via::WebSocket];
+
+/// Sends `query` over `via` and returns the GraphQL errors of the answer (an empty list
+/// when it has none).
+pub async fn errors_via(app: &TestApp, via: Via, query: &str, variables: Value) -> Vec<Value> {
+    let url = format!("{}/graphql", app.url);
+    let body: Value = match via {
+        Via::Get => {
+            let response = app
+                .http
+                .get(&url)
+                .query(&[("query", query), ("variables", &variables.to_string())])
+                .send()
+                .await
+                .expect("an answer");
+            response.json().await.expect("json")
+        }
+        Via::Post => {
+            let response = app
+                .http
+                .post(&url)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .expect("an answer");
+            response.json().await.expect("json")
+        }
+        Via::WebSocket => {
+            let mut client = Client::connect(app, None).await;
+            client
+                .send(json!({ "id": "1", "type": "subscribe",
+                              "payload": { "query": query, "variables": variables } }))
+                .await;
+            let message = client
+                .receive(Duration::from_secs(5))
+                .await
+                .expect("an answer");
+            match message["type"].as_str() {
+                Some("error") => json!({ "errors": message["payload"] }),
+                Some("next") => message["payload"].clone(),
+                _ => panic!("{message}"),
+            }
+        }
+    };
+    body["errors"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn codes_of(errors: &[Value]) -> Vec<&str> {
+    errors
+        .iter()
+        .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>"))
+        .collect()
+}
+
+/// The server answers its liveness check: the process is alive and not pinned.
+pub async fn alive(app: &TestApp) {
+    let started = Instant::now();
+    let health = app
+        .http
+        .get(format!("{}/health", app.url))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn deep_documents_are_refused_before_parsing_on_every_transport() {
+    let app = crate::helpers::spawn_app().await;
+    let lists = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let objects = |n: usize| format!("{}1{}", "{a:".repeat(n), "}".repeat(n));
+    // 2,000 levels overflowed the parser's stack and aborted the process.
+    let documents = [
+        ("lists", format!("{{ user(id: {}) {{ id }} }}", lists(2000))),
+        (
+            "objects",
+            format!("{{ user(id: {}) {{ id }} }}", objects(2000)),
+        ),
+        // Comments end at \r too: the brackets after one are read.
+        (
+            "comment ended by CR",
+            format!("{{ user(id: #\r{}) {{ id }} }}", lists(2000)),
+        ),
+        (
+            "comment ended by CRLF",
+            format!("{{ user(id: #\r\n{}) {{ id }} }}", lists(2000)),
+        ),
+        // With no closing `"""`, the parser reads `""` then a string, then the lists.
+        (
+            "unterminated block string",
+            format!("{{ user(id: [\"\"\"x\" {}]) {{ id }} }}", lists(2000)),
+        ),
+        (
+            "list types",
+            format!(
+                "query($a: {}Int{}) {{ viewer {{ id }} }}",
+                "[".repeat(2000),
+                "]".repeat(2000)
+            ),
+        ),
+    ];
+    for (name, document) in &documents {
+        for via in TRANSPORTS {
+            let errors = errors_via(&app, via, document, json!({})).await;
+            assert_eq!(
+                codes_of(&errors),
+                ["QUERY_TOO_COMPLEX"],
+                "{name} over {via:?}: {errors:?}"
+            );
+        }
+    }
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn fragment_spreads_pin_nothing_in_production() {
+    let (mut config, storage) = fresh_tables().await;
+    config.http.production = true;
+    let app = spawn_app_on(config, storage).await;
+    for spreads in [4, 8, 16] {
+        let query = format!(
+            "{{ ...F }} fragment F on Query {{ {} }}",
+            "...F ".repeat(spreads)
+        );
+        for via in TRANSPORTS {
+            let started = Instant::now();
+            let errors = errors_via(&app, via, &query, json!({})).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{spreads} over {via:?}"
+            );
+            assert_eq!(
+                codes_of(&errors),
+                ["GRAPHQL_VALIDATION_FAILED"],
+                "{errors:?}"
+            );
+        }
+    }
+    // Introspection hidden behind a fragment is still introspection.
+    let errors = errors_via(
+        &app,
+        Via::Post,
+        "{ ...I } fragment I on Query { __schema { types { name } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        codes_of(&errors),
+        ["GRAPHQL_VALIDATION_FAILED"],
+        "{errors:?}"
+    );
+    alive(&app).await;
+}
+
+/// Opens a connection and sends `head`, then trickles `drip` one byte every 100 ms,
+/// until the server closes the connection; returns what the server sent.
+async fn trickle(port: u16, head: &str, drip: &'static [u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let (mut reader, mut writer) = stream.into_split();
+    let dripping = tokio::spawn(async move {
+        if drip.is_empty() {
+            // Hold the connection open, sending nothing more.
+            std::future::pending::<()>().await;
+        }
+        for byte in drip.iter().cycle() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer)).await;
+    dripping.abort();
+    assert!(read.is_ok(), "the server never let go of the connection");
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn port_of(app: &TestApp) -> u16 {
+    app.url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+#[tokio::test]
+async fn slow_clients_hold_no_permit_and_are_cut_off() {
+    let (mut config, storage) = fresh_tables().await;
+    config.http.max_concurrent_requests = 2;
+    config.http.body_timeout = Duration::from_secs(1);
+    config.http.header_timeout = Duration::from_secs(1);
+    let app = spawn_app_on(config, storage).await;
+    app.add_user("u1", "alice").await;
+    let port = port_of(&app);
+
+    // Six connections trickle their bodies, three times the permits there are.
+    let body_head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                     Content-Length: 1000\r\n\r\n{\"query\":\"";
+    let slow_bodies: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(trickle(port, body_head, b" ")))
+        .collect();
+    let slow_headers = tokio::spawn(trickle(
+        port,
+        "POST /graphql HTTP/1.1\r\n",
+        b"X-Slow: yes\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Meanwhile everyone else is served.
+    let body = app
+        .query("{ user(id: \"u1\") { username } }", json!({}))
+        .await;
+    assert_eq!(body, json!({ "data": { "user": { "username": "alice" } } }));
+
+    // And the slow ones are cut off: bodies with 408, headers by closing.
+    for slow in slow_bodies {
+        let (answer, took) = slow.await.expect("joined");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("BAD_USER_INPUT"), "{answer}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    let (answer, took) = slow_headers.await.expect("joined");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // An idle kept-alive connection is closed after the header timeout too.
+    let (answer, took) = trickle(port, "GET /health HTTP/1.1\r\nHost: test\r\n\r\n", b"").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn http2_cleartext_is_not_served() {
+    let app = crate::helpers::spawn_app().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port_of(&app)))
+        .await
+        .expect("connects");
+    // The HTTP/2 connection preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("sent");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    // An HTTP/2 server answers with its own SETTINGS frame (type 4); we do not.
+    assert!(!(answer.len() >= 9 && answer[3] == 4), "{answer:?}");
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn a_websocket_closes_when_its_token_expires() {
+    let (mut config, storage) = fresh_tables().await;
+    config.token_rules.leeway = Duration::ZERO;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    let short = app
+        .auth
+        .mint(&UserId::parse("u1").expect("id"), Duration::from_secs(2))
+        .expect("token");
+    let mut client = Client::connect(&app, Some(&short)).await;
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    // While the token holds, the connection writes as its user.
+    client
+        .subscribe(
+            "w",
+            "mutation { createPost(input: {title: \"t\", content: \"c\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let written = client
+        .event("w", Duration::from_secs(5))
+        .await
+        .expect("written");
+    assert!(written["data"]["createPost"]["id"].is_string(), "{written}");
+
+    // Then it expires: the socket closes with 4403, taking its subscription with it.
+    let started = Instant::now();
+    let mut closed = None;
+    while let Some(message) = client.receive(Duration::from_secs(5)).await {
+        if message["type"] == json!("close") {
+            closed = Some(message["code"].clone());
+            break;
+        }
+    }
+    assert_eq!(closed, Some(json!(4403)));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let posts = app.scan("posts").await.len();
+    assert_eq!(posts, 2, "one written while the token held");
+}
+
+/// A server over a DynamoDB that never answers, with subscriptions off.
+async fn hung_app(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let settings = test_settings(&black_hole().await);
+    let storage = Storage::connect(&settings).await.expect("client");
+    let mut config = test_config(settings);
+    configure(&mut config);
+    spawn_app_on(config, storage).await
+}
+
+/// Sends `count` queries at once over one connection, and collects each one's answer:
+/// the code of its error, and whether it was the protocol's `error` (refused before it
+/// ran) or a `next` (it ran).
+async fn flood(app: &TestApp, count: usize) -> Vec<(String, &'static str, String)> {
+    let mut client = Client::connect(app, None).await;
+    for i in 0..count {
+        client
+            .send(json!({ "id": format!("q{i}"), "type": "subscribe",
+                          "payload": { "query": "{ user(id: \"u1\") { id } }" } }))
+            .await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < count {
+        let message = client
+            .receive(Duration::from_secs(3))
+            .await
+            .expect("every operation is answered in time");
+        let (kind, error) = match message["type"].as_str() {
+            Some("error") => ("error", &message["payload"][0]),
+            Some("next") => ("next", &message["payload"]["errors"][0]),
+            _ => continue,
+        };
+        answers.push((
+            message["id"].as_str().unwrap_or_default().to_owned(),
+            kind,
+            error["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn operations_over_a_websocket_share_the_permits_and_the_timeout() {
+    let app = hung_app(|config| {
+        config.http.max_concurrent_requests = 2;
+        config.http.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let started = Instant::now();
+    let answers = flood(&app, 10).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let ran: Vec<_> = answers.iter().filter(|a| a.1 == "next").collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.1 == "error").collect();
+    // Two permits: two run, and time out; the others are refused at once.
+    assert_eq!(ran.len(), 2, "{answers:?}");
+    assert_eq!(refused.len(), 8, "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.2 == "SERVICE_UNAVAILABLE"),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_connection_runs_a_bounded_number_of_operations() {
+    let app = hung_app(|config| {
+        config.http.request_timeout = Duration::from_secs(1);
+        config.live.max_subscriptions_per_connection = 3;
+    })
+    .await;
+    let answers = flood(&app, 10).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.1 == "error" && a.2 == "BAD_USER_INPUT")
+        .collect();
+    assert_eq!(refused.len(), 7, "{answers:?}");
+}
+
+#[tokio::test]
+async fn a_websocket_message_is_capped_like_a_body() {
+    let (mut config, storage) = fresh_tables().await;
+    config.http.max_body_bytes = 64 * 1024;
+    let app = spawn_app_on(config, storage).await;
+    // Under the cap: answered.
+    let mut client = Client::connect(&app, None).await;
+    let padded = format!("{{ viewer {{ id }} }} #{}", "x".repeat(50_000));
+    client.subscribe("1", &padded, json!({})).await;
+    let answer = client
+        .event("1", Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(answer, json!({ "data": { "viewer": null } }));
+    let complete = client.receive(Duration::from_secs(5)).await;
+    assert_eq!(complete, Some(json!({ "type": "complete", "id": "1" })));
+    // Over it: the connection is dropped before the message is even whole.
+    let huge = format!("{{ viewer {{ id }} }} #{}", "x".repeat(200_000));
+    let message = json!({ "id": "2", "type": "subscribe", "payload": { "query": huge } });
+    // The server may hang up before the whole message is written.
+    let _ = client.ws.send(Message::text(message.to_string())).await;
+    let mut ended = false;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), client.ws.next()).await {
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(Ok(message))) => panic!("answered: {message:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(ended, "the connection is closed");
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn idle_and_silent_websockets_are_closed() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = LiveSettings {
+        enabled: false,
+        max_connections: 2,
+        init_timeout: Duration::from_secs(1),
+        keepalive: Duration::from_secs(1),
+        ..live()
+    };
+    let app = spawn_app_on(config, storage).await;
+    // Two sockets that never say connection_init fill the server's slots...
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(open(&app, "graphql-transport-ws").await.expect("opens"));
+    }
+    assert!(open(&app, "graphql-transport-ws").await.is_err(), "full");
+    // ...for a second, then they are closed with 4408 and the slots are free again.
+    for mut ws in idle {
+        let mut code = None;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(3), ws.next()).await
+        {
+            if let Message::Close(frame) = message {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+        }
+        assert_eq!(code, Some(4408));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = Client::connect(&app, None).await;
+    // A client that stops answering pings (it reads nothing) is let go too.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let closed = client.receive(Duration::from_secs(2)).await;
+    assert_eq!(closed, Some(json!({ "type": "close", "code": 1001 })));
+}
+
+#[tokio::test]
+async fn an_event_costs_dynamodb_the_same_for_one_subscriber_or_two_hundred() {
+    let settings = test_settings(dynamodb_endpoint());
+    let writer = Storage::connect(&settings).await.expect("storage");
+    writer.create_tables().await.expect("tables");
+    let recorder = Arc::new(CostRecorder::default());
+    let mut config = test_config(settings.clone());
+    config.live = live();
+    let served = Storage::connect(&settings).await.expect("storage");
+    let app = spawn_app_until(
+        config,
+        served.with_cost(recorder.clone()),
+        std::future::pending(),
+    )
+    .await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+
+    // Ten connections of twenty subscriptions each, to API.md's CommentAdded.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut client = Client::connect(&app, None).await;
+        for i in 0..20 {
+            let payload = json!({ "query": crate::helpers::OPERATIONS,
+                                  "operationName": "CommentAdded", "variables": { "postId": "p1" } });
+            client.subscribe_to(&format!("s{i}"), payload).await;
+        }
+        clients.push(client);
+    }
+    tokio::time::sleep(SUBSCRIBED * 3).await;
+    let before = recorder.report();
+    let comment = Comment {
+        id: CommentId::parse("c1").expect("id"),
+        post_id: PostId::parse("p1").expect("id"),
+        author_id: UserId::parse("u1").expect("id"),
+        content: "hello".into(),
+        created_at: crate::helpers::at(1),
+        updated_at: crate::helpers::at(1),
+        version: 1,
+    };
+    writer.add_comment(&comment).await.expect("written");
+    let mut delivered = 0;
+    for client in &mut clients {
+        for _ in 0..20 {
+            let message = client
+                .receive(Duration::from_secs(5))
+                .await
+                .expect("an event");
+            assert_eq!(
+                message["payload"]["data"]["commentAdded"]["author"],
+                json!({ "username": "alice" }),
+                "{message}"
+            );
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 200);
+    let after = recorder.report();
+    let requests = after.requests - before.requests;
+    println!(
+        "one event, 200 subscribers: {requests} DynamoDB requests ({:?})",
+        after.by_operation
+    );
+    assert!(
+        requests <= 2,
+        "{requests} requests for one event: {:?}",
+        after.by_operation
+    );
+}
+
+#[tokio::test]
+async fn readiness_is_checked_at_most_once_per_period() {
+    let (config, storage) = fresh_tables().await;
+    let recorder = Arc::new(CostRecorder::default());
+    let app = spawn_app_on(config, storage.with_cost(recorder.clone())).await;
+    let ready = || async {
+        app.http
+            .get(format!("{}/ready", app.url))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+    };
+    let statuses = futures::future::join_all((0..50).map(|_| ready())).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for _ in 0..10 {
+        assert_eq!(ready().await, 200);
+    }
+    let checks = recorder.report().by_operation.get("DescribeTable").copied();
+    assert_eq!(checks, Some(1), "60 calls, one DescribeTable");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = crate::helpers::spawn_app().await;
+    let responses = [
+        app.http
+            .post(format!("{}/graphql", app.url))
+            .json(&json!({ "query": "{ viewer { id } }" }))
+            .send(),
+        app.http
+            .get(format!("{}/graphql", app.url))
+            .header("accept", "text/html")
+            .send(),
+        app.http.get(format!("{}/health", app.url)).send(),
+        app.http.get(format!("{}/nowhere", app.url)).send(),
+        app.http
+            .post(format!("{}/graphql", app.url))
+            .body("x")
+            .header("content-type", "application/json")
+            .send(),
+    ];
+    for response in futures::future::join_all(responses).await {
+        let response = response.expect("sent");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(
+            header("x-content-type-options"),
+            "nosniff",
+            "{}",
+            response.url()
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    }
+}
+
+#[tokio::test]
+async fn unused_variables_are_capped_on_every_transport() {
+    let (mut config, storage) = fresh_tables().await;
+    config.query.max_variables_bytes = 16 * 1024;
+    let app = spawn_app_on(config, storage).await;
+    let big = json!({ "unused": "x".repeat(20_000) });
+    for via in TRANSPORTS {
+        let errors = errors_via(&app, via, "{ viewer { id } }", big.clone()).await;
+        assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{via:?}");
+        let message = errors[0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("`variables`"), "{message}");
+    }
+    let small = json!({ "unused": "x".repeat(1_000) });
+    for via in TRANSPORTS {
+        assert!(
+            errors_via(&app, via, "{ viewer { id } }", small.clone())
+                .await
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_protocol_mistakes_close_with_the_protocols_codes() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    let close_code = |mut client: Client| async move {
+        loop {
+            match client.receive(Duration::from_secs(3)).await {
+                Some(message) if message["type"] == json!("close") => {
+                    return message["code"].clone();
+                }
+                Some(_) => continue,
+                None => return Value::Null,
+            }
+        }
+    };
+    // Subscribing before connection_init: 4401.
+    let ws = open(&app, "graphql-transport-ws").await.expect("opens");
+    let mut raw = Client { ws, legacy: false };
+    raw.send(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ viewer { id } }" } }),
+    )
+    .await;
+    assert_eq!(close_code(raw).await, json!(4401));
+    // A second connection_init: 4429.
+    let mut client = Client::connect(&app, None).await;
+    client.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(close_code(client).await, json!(4429));
+    // Two operations with one id: 4409.
+    let mut client = Client::connect(&app, None).await;
+    client
+        .subscribe("same", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    client
+        .subscribe("same", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    assert_eq!(close_code(client).await, json!(4409));
+    // Not JSON: 4400.
+    let mut client = Client::connect(&app, None).await;
+    client.ws.send(Message::text("{nope")).await.expect("sent");
+    assert_eq!(close_code(client).await, json!(4400));
+    // A ping is answered with a pong.
+    let mut client = Client::connect(&app, None).await;
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(
+        client.receive(Duration::from_secs(3)).await,
+        Some(json!({ "type": "pong" }))
+    );
+}
