@@ -7,11 +7,15 @@
 //! algorithm, so an HS256 token can never be checked against a public key.
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, Instant, SystemTime},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
     jwk::{AlgorithmParameters, Jwk, JwkSet},
@@ -276,16 +280,23 @@ fn names_critical_extensions(token: &str) -> bool {
 /// the background once the keys are older than [`MAX_AGE`].
 ///
 /// Tokens whose key is cached never wait for a fetch: the cache's lock is held only to
-/// read it or to swap in a fetched set, never across the fetch. Fetches are one at a time;
-/// tokens with unknown keys that arrive meanwhile wait for that fetch rather than start
-/// their own.
+/// read it or to swap in a fetched set, never across the fetch. One fetch runs at a time,
+/// in a task of its own (a client that hangs up cannot cancel it); tokens with unknown
+/// keys that arrive meanwhile wait for that fetch rather than start their own.
 struct Jwks {
     url: String,
     http: reqwest::Client,
     cooldown: Duration,
     keys: RwLock<Option<(JwkSet, Instant)>>,
-    /// When the last fetch started (successful or not); held while one runs.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    fetch: std::sync::Mutex<Fetch>,
+}
+
+#[derive(Default)]
+struct Fetch {
+    /// When the last fetch started, successful or not: the cooldown counts from it.
+    started: Option<Instant>,
+    /// The fetch running now, for everyone to wait on.
+    running: Option<Shared<BoxFuture<'static, ()>>>,
 }
 
 const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -303,16 +314,13 @@ impl Jwks {
             http,
             cooldown,
             keys: RwLock::new(None),
-            fetching: tokio::sync::Mutex::new(None),
+            fetch: std::sync::Mutex::new(Fetch::default()),
         }
     }
 
     /// The cached key `kid`, and whether the cached set is younger than [`MAX_AGE`].
     fn cached(&self, kid: &str) -> (Option<Jwk>, bool) {
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         match &*keys {
             Some((set, at)) => (set.find(kid).cloned(), at.elapsed() < MAX_AGE),
             None => (None, false),
@@ -328,17 +336,28 @@ impl Jwks {
             (Some(jwk), true) => jwk,
             (Some(jwk), false) => {
                 // Known but old: serve it, and look for news without making anyone wait.
-                let jwks = self.clone();
-                tokio::spawn(async move {
-                    let _ = jwks.refresh().await;
-                });
+                let _ = self.fetch();
                 jwk
             }
             (None, _) => {
-                self.refresh().await?;
-                self.cached(kid)
-                    .0
-                    .ok_or_else(|| unauthenticated("the token's key is unknown"))?
+                if let Some(fetch) = self.fetch() {
+                    fetch.await;
+                }
+                match self.cached(kid).0 {
+                    Some(jwk) => jwk,
+                    None if self
+                        .keys
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .is_none() =>
+                    {
+                        return Err(AppError::unavailable(anyhow::anyhow!(
+                            "no JWKS could be fetched from {}",
+                            self.url
+                        )));
+                    }
+                    None => return Err(unauthenticated("the token's key is unknown")),
+                }
             }
         };
         // The key decides the algorithm family, and a declared `alg` must match exactly.
@@ -364,49 +383,51 @@ impl Jwks {
         DecodingKey::from_jwk(&jwk).map_err(|_| unauthenticated("the token's key is unusable"))
     }
 
-    /// Fetches the set again, unless a fetch started less than a cooldown ago (then the
-    /// keys are as that fetch left them). Fails only when no keys at all are known.
-    async fn refresh(&self) -> Result<(), AppError> {
-        let mut last = self.fetching.lock().await;
-        let recent = last.is_some_and(|at| at.elapsed() < self.cooldown);
-        if !recent {
-            *last = Some(Instant::now());
-            let fetched: Result<JwkSet, reqwest::Error> = async {
-                self.http
-                    .get(&self.url)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await
-            }
-            .await;
-            match fetched {
-                Ok(set) => {
-                    tracing::info!(keys = set.keys.len(), "fetched the JWKS");
-                    *self
-                        .keys
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some((set, Instant::now()));
-                }
-                // Keep serving with the keys we had.
-                Err(err) => tracing::error!(error = %err, "fetching the JWKS failed"),
-            }
+    /// The fetch to wait for: the one running, or a new one unless the last started
+    /// less than a cooldown ago (then `None`: the keys are as that fetch left them).
+    fn fetch(self: &Arc<Self>) -> Option<Shared<BoxFuture<'static, ()>>> {
+        let mut fetch = self.fetch.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = &fetch.running {
+            return Some(running.clone());
         }
-        drop(last);
-        let known = self
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if known {
-            Ok(())
-        } else {
-            Err(AppError::unavailable(anyhow::anyhow!(
-                "no JWKS could be fetched from {}",
-                self.url
-            )))
+        if fetch.started.is_some_and(|at| at.elapsed() < self.cooldown) {
+            return None;
+        }
+        fetch.started = Some(Instant::now());
+        let jwks = self.clone();
+        let running = async move {
+            jwks.refresh().await;
+            jwks.fetch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .running = None;
+        }
+        .boxed()
+        .shared();
+        fetch.running = Some(running.clone());
+        tokio::spawn(running.clone());
+        Some(running)
+    }
+
+    async fn refresh(&self) {
+        let fetched: Result<JwkSet, reqwest::Error> = async {
+            self.http
+                .get(&self.url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        }
+        .await;
+        match fetched {
+            Ok(set) => {
+                tracing::info!(keys = set.keys.len(), "fetched the JWKS");
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some((set, Instant::now()));
+            }
+            // Keep serving with the keys we had.
+            Err(err) => tracing::error!(error = %err, "fetching the JWKS failed"),
         }
     }
 }

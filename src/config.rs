@@ -85,9 +85,15 @@ pub struct LimitArgs {
     /// Longest a client may take to send a request's body, in seconds.
     #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = HttpSettings::default().body_timeout.as_secs())]
     pub body_timeout_secs: u64,
-    /// Requests served at once; beyond that the server answers 503 at once.
+    /// Longest a client may accept nothing of what it is sent, in seconds (then it is dropped).
+    #[arg(long, env = "WRITE_TIMEOUT_SECS", default_value_t = HttpSettings::default().write_timeout.as_secs())]
+    pub write_timeout_secs: u64,
+    /// Operations run at once, on every transport; beyond that the server answers 503 at once.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = HttpSettings::default().max_concurrent_requests)]
     pub max_concurrent_requests: usize,
+    /// HTTP connections served at once (WebSockets count apart); beyond, new ones wait.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = HttpSettings::default().max_connections)]
+    pub max_connections: usize,
     /// Origins allowed by CORS, comma-separated (`*` for any); none by default.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
@@ -143,10 +149,14 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Operations running at once, on all transports together.
     pub max_concurrent_requests: usize,
+    /// HTTP connections served at once (upgraded WebSockets count apart).
+    pub max_connections: usize,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body.
     pub body_timeout: Duration,
+    /// How long a client may accept nothing of what it is sent.
+    pub write_timeout: Duration,
     pub cors_allowed_origins: Vec<String>,
     /// No introspection, no GraphiQL.
     pub production: bool,
@@ -158,8 +168,10 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 1024,
+            max_connections: 10_000,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
             production: false,
         }
@@ -247,17 +259,35 @@ impl TryFrom<ServeArgs> for Config {
             anyhow::bail!("set JWT_SECRET (HS256) or JWT_JWKS_URL (RS256/ES256) to verify tokens");
         }
         for (name, value) in [
+            ("MAX_CONNECTIONS", limits.max_connections),
+            ("MAX_CONCURRENT_REQUESTS", limits.max_concurrent_requests),
+            (
+                "MAX_WEBSOCKET_CONNECTIONS",
+                limits.max_websocket_connections,
+            ),
+            (
+                "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+                limits.max_subscriptions_per_connection,
+            ),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                anyhow::bail!("{name} must be between 1 and 1000000 (got {value})");
+            }
+        }
+        for (name, value) in [
             ("REQUEST_TIMEOUT_SECS", limits.request_timeout_secs),
             ("HEADER_TIMEOUT_SECS", limits.header_timeout_secs),
             ("BODY_TIMEOUT_SECS", limits.body_timeout_secs),
+            ("WRITE_TIMEOUT_SECS", limits.write_timeout_secs),
             (
                 "WEBSOCKET_INIT_TIMEOUT_SECS",
                 limits.websocket_init_timeout_secs,
             ),
             ("WEBSOCKET_KEEPALIVE_SECS", limits.websocket_keepalive_secs),
         ] {
-            if value == 0 {
-                anyhow::bail!("{name} must be at least 1");
+            // A day is far beyond any sensible setting, and keeps deadlines computable.
+            if !(1..=86_400).contains(&value) {
+                anyhow::bail!("{name} must be between 1 and 86400 seconds (got {value})");
             }
         }
         Ok(Self {
@@ -276,8 +306,10 @@ impl TryFrom<ServeArgs> for Config {
                 max_body_bytes: limits.max_body_bytes,
                 request_timeout: Duration::from_secs(limits.request_timeout_secs),
                 max_concurrent_requests: limits.max_concurrent_requests,
+                max_connections: limits.max_connections,
                 header_timeout: Duration::from_secs(limits.header_timeout_secs),
                 body_timeout: Duration::from_secs(limits.body_timeout_secs),
+                write_timeout: Duration::from_secs(limits.write_timeout_secs),
                 cors_allowed_origins: limits.cors_allowed_origins,
                 production: args.production,
             },

@@ -13,9 +13,10 @@
 //! 5. the limits: nesting, depth, fields, and cost with variable defaults applied;
 //! 6. async-graphql's validation and execution, within the request timeout.
 //!
-//! A subscription holds its permit until it has started; its events are then resolved
-//! with loaders shared by every subscription of the instance (see [`EventLoaders`]), so an
-//! event costs DynamoDB the same whether ten or ten thousand clients listen.
+//! A subscription holds its permit until it has started (validated, and listening); its
+//! events are then resolved with loaders shared by every subscription of the instance
+//! (see `subscription::EventLoaders`), so an event costs DynamoDB the same whether ten or
+//! ten thousand clients listen, and never more than `loaders::EVENT_BUDGET` requests.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     AppSchema,
     error::coded,
-    limits::{self, QueryLimits, RECURSION_LIMIT},
+    limits::{self, FieldTypes, QueryLimits, RECURSION_LIMIT},
     nesting::nesting,
     subscription::Live,
 };
@@ -106,6 +107,8 @@ pub enum Started {
 pub struct Pipeline {
     schema: AppSchema,
     limits: QueryLimits,
+    /// The schema's field types, for the limits to weigh what a selection returns.
+    types: FieldTypes,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     timeout: Duration,
@@ -121,6 +124,7 @@ impl Pipeline {
         live: Option<Live>,
     ) -> Self {
         Self {
+            types: FieldTypes::from_sdl(&schema.sdl()),
             schema,
             limits,
             permits: Arc::new(Semaphore::new(max_concurrent)),
@@ -198,8 +202,9 @@ impl Pipeline {
                 )));
             };
             let stream = self.schema.execute_stream(request.data(live.loaders()));
-            drop(permit);
-            return Started::Stream(stream.boxed());
+            // The stream validates the document and starts the subscription when first
+            // polled: hold the permit until then.
+            return Started::Stream(HoldUntilFirstPoll::new(stream, permit).boxed());
         }
         let request = request.data(Arc::new(Loaders::new(caller.storage)));
         let outcome = match tokio::time::timeout_at(deadline, self.schema.execute(request)).await {
@@ -251,9 +256,38 @@ impl Pipeline {
         let operation = limits::selected(&document, request.operation_name.as_deref())?;
         let kind = operation.node.ty;
         self.limits
-            .check(&document, &request.variables, &operation.node)?;
+            .check(&document, &request.variables, &operation.node, &self.types)?;
         request.set_parsed_query(document);
         Ok(kind)
+    }
+}
+
+/// A stream whose first poll (where async-graphql validates a subscription and starts
+/// it) happens under the operation's permit; the permit goes with that first poll.
+struct HoldUntilFirstPoll {
+    inner: BoxStream<'static, Response>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl HoldUntilFirstPoll {
+    fn new(inner: BoxStream<'static, Response>, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            inner,
+            permit: Some(permit),
+        }
+    }
+}
+
+impl futures::Stream for HoldUntilFirstPoll {
+    type Item = Response;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Response>> {
+        let poll = self.inner.as_mut().poll_next(cx);
+        self.permit = None;
+        poll
     }
 }
 

@@ -170,7 +170,19 @@ pub async fn get_graphql(
                 .subscription_endpoint("/graphql")
                 .title("Blog GraphQL")
                 .finish();
-            return Html(page).into_response();
+            let mut response = Html(page).into_response();
+            // What the page loads (its scripts and styles from unpkg, its inline script),
+            // where it connects (this server, over HTTP and WebSocket), and no framing.
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; \
+                     style-src 'unsafe-inline' https://unpkg.com; img-src 'self' data: \
+                     https://graphql.org; font-src https://unpkg.com data:; connect-src 'self' \
+                     ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+                ),
+            );
+            return response;
         }
         return request_error(
             media,

@@ -27,6 +27,8 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 /// How long a readiness answer is reused. Load balancers ask every few seconds; anyone
 /// may ask as often as they like, and DynamoDB still sees one `DescribeTable` per period.
 const READINESS_TTL: Duration = Duration::from_secs(2);
+/// The longest a readiness check may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The last readiness answer. Callers that come while a check runs wait for it rather
 /// than start their own (the lock is held across the check on purpose).
@@ -43,12 +45,17 @@ impl Readiness {
         {
             return ready;
         }
-        let ready = match storage.ping().await {
-            Ok(()) => true,
-            Err(err) => {
+        // Bounded, as callers wait for it: a hung DynamoDB is simply not ready.
+        let ready = match tokio::time::timeout(PING_TIMEOUT, storage.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
                 if let Some(source) = err.internal_source() {
                     tracing::warn!(error = ?source, "readiness check failed");
                 }
+                false
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?PING_TIMEOUT, "readiness check timed out");
                 false
             }
         };

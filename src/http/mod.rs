@@ -50,8 +50,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     // Every response says how a browser may treat it: never sniffed into another type,
-    // never framed by another site, no referrer leaked. The GraphiQL page sets its own
-    // content security policy; everything else is data, from which nothing may load.
+    // never framed by another site, no referrer leaked. The GraphiQL page sets a content
+    // security policy of its own; everything else is data, from which nothing may load.
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

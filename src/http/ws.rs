@@ -19,6 +19,7 @@
 
 use std::{
     collections::HashMap,
+    ops::Not,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -98,12 +99,13 @@ pub async fn get_or_upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    // The first subprotocol offered that we speak (axum answers with the same one).
-    let protocol = parts
-        .headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
+    // The subprotocol axum answers with is the one we speak: the first of ours (the
+    // current protocol before the legacy one) that the client offers.
+    let ws = ws.protocols(Protocol::NAMES);
+    let protocol = ws
+        .selected_protocol()
         .and_then(|v| v.to_str().ok())
-        .and_then(|offered| offered.split(',').find_map(Protocol::parse));
+        .and_then(Protocol::parse);
     let Some(protocol) = protocol else {
         return (
             StatusCode::BAD_REQUEST,
@@ -123,18 +125,36 @@ pub async fn get_or_upgrade(
     let limit = state.settings.max_body_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .protocols(Protocol::NAMES)
         .on_upgrade(move |socket| serve(socket, protocol, state, permit))
 }
 
 /// Why a connection's loop ended.
 enum End {
-    /// The client closed the connection, or went away.
+    /// The client went away.
     Gone,
+    /// The client closed the connection.
+    Closed,
     /// We close it, with this code and reason.
     Close(u16, String),
     /// The server is shutting down.
     Shutdown,
+}
+
+/// A message an operation hands to its connection. The serial tells a message of the
+/// operation now running under an id from one left over by an earlier operation that
+/// used the same id (ids are the client's, and may be reused once complete).
+struct Outgoing {
+    id: String,
+    serial: u64,
+    /// Whether the operation ends with this message (`complete` or `error`).
+    last: bool,
+    message: Message,
+}
+
+/// An operation that runs, by its client's id.
+struct Running {
+    serial: u64,
+    task: AbortHandle,
 }
 
 struct Connection {
@@ -143,11 +163,14 @@ struct Connection {
     sink: SplitSink<WebSocket, Message>,
     /// The viewer, once `connection_init` is accepted.
     viewer: Option<Viewer>,
-    running: HashMap<String, AbortHandle>,
-    tasks: JoinSet<String>,
-    outbox: mpsc::Sender<Message>,
+    running: HashMap<String, Running>,
+    tasks: JoinSet<(String, u64)>,
+    serials: u64,
+    outbox: mpsc::Sender<Outgoing>,
     subscriptions: Arc<Semaphore>,
     singles: Arc<Semaphore>,
+    /// The most operations that may run at once (both kinds together).
+    max_running: usize,
 }
 
 async fn serve(
@@ -157,7 +180,7 @@ async fn serve(
     _permit: OwnedSemaphorePermit,
 ) {
     let (sink, mut source) = socket.split();
-    let (outbox, mut queued) = mpsc::channel::<Message>(OUTBOX);
+    let (outbox, mut queued) = mpsc::channel::<Outgoing>(OUTBOX);
     let live = state.live.clone();
     let mut connection = Connection {
         protocol,
@@ -165,9 +188,11 @@ async fn serve(
         viewer: None,
         running: HashMap::new(),
         tasks: JoinSet::new(),
+        serials: 0,
         outbox,
         subscriptions: Arc::new(Semaphore::new(live.max_subscriptions_per_connection)),
         singles: Arc::new(Semaphore::new(live.max_subscriptions_per_connection)),
+        max_running: live.max_subscriptions_per_connection.saturating_mul(2),
         state,
     };
     let init_deadline = tokio::time::sleep(live.init_timeout);
@@ -183,13 +208,17 @@ async fn serve(
     let end = loop {
         tokio::select! {
             message = source.next() => {
-                let Some(Ok(message)) = message else { break End::Gone };
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => break read_failed(&err),
+                    None => break End::Gone,
+                };
                 last_heard = Instant::now();
                 let data = match message {
                     message @ (Message::Text(_) | Message::Binary(_)) => message.into_data(),
                     // axum answers pings itself; a pong only says the client is there.
                     Message::Ping(_) | Message::Pong(_) => continue,
-                    Message::Close(_) => break End::Gone,
+                    Message::Close(_) => break End::Closed,
                 };
                 let Ok(text) = std::str::from_utf8(&data) else { break invalid_message() };
                 let had_viewer = connection.viewer.is_some();
@@ -201,15 +230,13 @@ async fn serve(
                     expiry.as_mut().reset(Instant::now() + left);
                 }
             }
-            Some(message) = queued.recv() => {
-                if !connection.send(message).await {
+            Some(outgoing) = queued.recv() => {
+                if !connection.deliver(outgoing).await {
                     break End::Gone;
                 }
             }
             Some(done) = connection.tasks.join_next(), if !connection.tasks.is_empty() => {
-                if let Ok(id) = done {
-                    connection.running.remove(&id);
-                }
+                connection.finished(done);
             }
             () = &mut init_deadline, if connection.viewer.is_none() => {
                 break End::Close(4408, "Connection initialisation timeout".into());
@@ -237,6 +264,11 @@ async fn serve(
 
     match end {
         End::Gone => connection.tasks.abort_all(),
+        End::Closed => {
+            // Answer the client's close (queued by the socket) before letting go.
+            connection.tasks.abort_all();
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, connection.sink.close()).await;
+        }
         End::Close(code, reason) => {
             connection.tasks.abort_all();
             connection.close(code, &reason).await;
@@ -248,12 +280,14 @@ async fn serve(
             tokio::pin!(drain);
             loop {
                 tokio::select! {
-                    Some(message) = queued.recv() => {
-                        if !connection.send(message).await {
+                    Some(outgoing) = queued.recv() => {
+                        if !connection.deliver(outgoing).await {
                             return;
                         }
                     }
-                    Some(_) = connection.tasks.join_next(), if !connection.tasks.is_empty() => {}
+                    Some(done) = connection.tasks.join_next(), if !connection.tasks.is_empty() => {
+                        connection.finished(done);
+                    }
                     () = &mut drain => break,
                     else => break,
                 }
@@ -274,6 +308,17 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 
 fn invalid_message() -> End {
     End::Close(4400, "Invalid message received".into())
+}
+
+/// A failed read: a message over the size limit is closed with 1009 (Message Too Big),
+/// anything else means the client is gone.
+fn read_failed(err: &axum::Error) -> End {
+    let text = err.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+        End::Close(1009, "the message is over the size limit".into())
+    } else {
+        End::Gone
+    }
 }
 
 /// A client message: its type, and the fields some types have.
@@ -299,12 +344,14 @@ impl Connection {
             }
             (Protocol::TransportWs, "pong") => None,
             (Protocol::TransportWs, "subscribe") | (Protocol::Legacy, "start") => {
-                self.subscribe(message.id, message.payload)
+                self.subscribe(message.id, message.payload).await
             }
             (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
-                let id = message.id?;
-                if let Some(task) = self.running.remove(&id) {
-                    task.abort();
+                let Some(id) = message.id else {
+                    return Some(invalid_message());
+                };
+                if let Some(running) = self.running.remove(&id) {
+                    running.task.abort();
                     // The legacy protocol confirms a stop; the newer one does not.
                     if self.protocol == Protocol::Legacy
                         && !self
@@ -359,7 +406,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, id: Option<String>, payload: Option<&RawValue>) -> Option<End> {
+    async fn subscribe(&mut self, id: Option<String>, payload: Option<&RawValue>) -> Option<End> {
         let Some(viewer) = self.viewer.clone() else {
             return Some(End::Close(4401, "Unauthorized".into()));
         };
@@ -381,12 +428,29 @@ impl Connection {
                 "the token has expired; connect again with a fresh one".into(),
             ));
         }
+        if self.running.len() >= self.max_running {
+            // Refused before anything is parsed or spawned, and answered from here, so a
+            // connection's flood costs no more than its own limit (and waits on its own
+            // writes: a client that does not read stops being read).
+            let max = self.max_running;
+            let errors = [coded(
+                format!("a connection may run at most {max} operations at once"),
+                "BAD_USER_INPUT",
+            )];
+            let refused = json!({ "type": "error", "id": id, "payload": errors });
+            return self.send_json(&refused).await.not().then_some(End::Gone);
+        }
+        self.serials += 1;
+        let serial = self.serials;
         let operation = Operation {
-            id: id.clone(),
+            outbox: Outbox {
+                id: id.clone(),
+                serial,
+                sender: self.outbox.clone(),
+            },
             protocol: self.protocol,
             state: self.state.clone(),
             viewer,
-            outbox: self.outbox.clone(),
             subscriptions: self.subscriptions.clone(),
             singles: self.singles.clone(),
         };
@@ -394,9 +458,35 @@ impl Connection {
             payload.get().as_bytes(),
             self.state.pipeline.limits().max_variables_bytes,
         );
-        let handle = self.tasks.spawn(operation.run(payload));
-        self.running.insert(id, handle);
+        let task = self.tasks.spawn(operation.run(payload));
+        self.running.insert(id, Running { serial, task });
         None
+    }
+
+    /// Sends an operation's message, unless that operation is no longer the one running
+    /// under its id (the client completed it, or reused the id since); after its last
+    /// message the id is free again.
+    async fn deliver(&mut self, outgoing: Outgoing) -> bool {
+        let current = self
+            .running
+            .get(&outgoing.id)
+            .is_some_and(|running| running.serial == outgoing.serial);
+        if !current {
+            return true;
+        }
+        if outgoing.last {
+            self.running.remove(&outgoing.id);
+        }
+        self.send(outgoing.message).await
+    }
+
+    /// Forgets an operation whose task failed. One that ended normally queued its last
+    /// message (`complete` or `error`) first, and is forgotten when that goes out.
+    fn finished(&mut self, done: Result<(String, u64), tokio::task::JoinError>) {
+        if let Err(err) = done {
+            self.running
+                .retain(|_, running| running.task.id() != err.id());
+        }
     }
 
     /// Sends a message; `false` when the client is gone or too slow to take it.
@@ -426,20 +516,53 @@ impl Connection {
     }
 }
 
+/// Where an operation's messages go: its connection, tagged with its id and serial.
+struct Outbox {
+    id: String,
+    serial: u64,
+    sender: mpsc::Sender<Outgoing>,
+}
+
+impl Outbox {
+    async fn post(&self, message: Value, last: bool) -> bool {
+        let outgoing = Outgoing {
+            id: self.id.clone(),
+            serial: self.serial,
+            last,
+            message: Message::Text(message.to_string().into()),
+        };
+        self.sender.send(outgoing).await.is_ok()
+    }
+
+    /// The protocol's `error`: the operation failed before it ran, and nothing follows.
+    async fn error(&self, response: Response) {
+        let errors = serde_json::to_value(&response.errors).unwrap_or_default();
+        self.post(
+            json!({ "type": "error", "id": self.id, "payload": errors }),
+            true,
+        )
+        .await;
+    }
+}
+
 /// One operation of a connection, run in a task of its own.
 struct Operation {
-    id: String,
+    outbox: Outbox,
     protocol: Protocol,
     state: AppState,
     viewer: Viewer,
-    outbox: mpsc::Sender<Message>,
     subscriptions: Arc<Semaphore>,
     singles: Arc<Semaphore>,
 }
 
 impl Operation {
-    /// Runs the operation and sends its messages; returns its id when it is done.
-    async fn run(self, request: Result<async_graphql::Request, AppError>) -> String {
+    /// Runs the operation and sends its messages; returns its id and serial when done.
+    async fn run(self, request: Result<async_graphql::Request, AppError>) -> (String, u64) {
+        self.execute(request).await;
+        (self.outbox.id, self.outbox.serial)
+    }
+
+    async fn execute(&self, request: Result<async_graphql::Request, AppError>) {
         let request = match request {
             Ok(request) => request,
             Err(err) => {
@@ -448,7 +571,7 @@ impl Operation {
                     err.code(),
                 )]))
                 .await;
-                return self.id;
+                return;
             }
         };
         let pipeline = &self.state.pipeline;
@@ -456,7 +579,7 @@ impl Operation {
             Ok(prepared) => prepared,
             Err(outcome) => {
                 self.done(outcome).await;
-                return self.id;
+                return;
             }
         };
         // Each connection runs a bounded number of each kind of operation at once.
@@ -472,7 +595,7 @@ impl Operation {
                 "BAD_USER_INPUT",
             )]))
             .await;
-            return self.id;
+            return;
         };
         let caller = Caller {
             viewer: self.viewer.clone(),
@@ -486,17 +609,16 @@ impl Operation {
                     if first && is_request_error(&response) {
                         // Refused before it started (validation): the protocol's `error`.
                         self.error(response).await;
-                        return self.id;
+                        return;
                     }
                     first = false;
                     if !self.next(response).await {
-                        return self.id;
+                        return;
                     }
                 }
                 self.complete().await;
             }
         }
-        self.id
     }
 
     async fn done(&self, outcome: Outcome) {
@@ -521,26 +643,20 @@ impl Operation {
             Protocol::Legacy => "data",
         };
         let payload = serde_json::to_value(&response).unwrap_or_default();
-        self.post(json!({ "type": kind, "id": self.id, "payload": payload }))
+        let id = &self.outbox.id;
+        self.outbox
+            .post(json!({ "type": kind, "id": id, "payload": payload }), false)
             .await
     }
 
-    /// The protocol's `error`: the operation failed before it ran, and nothing follows.
     async fn error(&self, response: Response) {
-        let errors = serde_json::to_value(&response.errors).unwrap_or_default();
-        self.post(json!({ "type": "error", "id": self.id, "payload": errors }))
-            .await;
+        self.outbox.error(response).await;
     }
 
     async fn complete(&self) {
-        self.post(json!({ "type": "complete", "id": self.id }))
-            .await;
-    }
-
-    async fn post(&self, message: Value) -> bool {
+        let id = &self.outbox.id;
         self.outbox
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .is_ok()
+            .post(json!({ "type": "complete", "id": id }), true)
+            .await;
     }
 }

@@ -4,7 +4,15 @@
 //! users or requests. Within a request, everything a loader has seen (an entity, or an
 //! item of a page) is cached: asking again costs no DynamoDB request.
 
-use std::{collections::HashMap, hash::Hash, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
@@ -41,35 +49,58 @@ const REQUEST_DELAY: Duration = Duration::from_millis(1);
 /// resolvers start together when the event arrives, but a few hundred of them take a few
 /// milliseconds to all ask, and each that comes after a batch left would send another.
 const EVENT_DELAY: Duration = Duration::from_millis(10);
+/// The most DynamoDB requests one event may cause on an instance, for all its
+/// subscriptions together. Shared loads make the usual event cost one or two; the budget
+/// bounds what distinct selections could add, however many subscribers make them.
+pub const EVENT_BUDGET: usize = 100;
+
+/// DynamoDB requests left to spend; `None`, no limit.
+#[derive(Clone, Default)]
+struct Budget(Option<Arc<AtomicUsize>>);
+
+impl Budget {
+    fn spend(&self, requests: usize) -> Result<(), AppError> {
+        let Some(left) = &self.0 else {
+            return Ok(());
+        };
+        left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(requests)
+        })
+        .map(|_| ())
+        .map_err(|_| {
+            AppError::QueryTooComplex(format!(
+                "this event needed more than the {EVENT_BUDGET} DynamoDB reads one event may \
+                 take on this server; select fewer or smaller connections in subscriptions"
+            ))
+        })
+    }
+}
 
 impl Loaders {
     /// Loaders for one request.
     pub fn new(storage: Storage) -> Self {
-        Self::with_delay(storage, REQUEST_DELAY)
+        Self::with(storage, REQUEST_DELAY, Budget::default())
     }
 
     /// Loaders for one event, shared by every subscription that resolves it (see
-    /// `graphql::subscription::EventLoaders`).
+    /// `graphql::subscription::EventLoaders`), within [`EVENT_BUDGET`].
     pub fn for_events(storage: Storage) -> Self {
-        Self::with_delay(storage, EVENT_DELAY)
+        let budget = Budget(Some(Arc::new(AtomicUsize::new(EVENT_BUDGET))));
+        Self::with(storage, EVENT_DELAY, budget)
     }
 
-    fn with_delay(storage: Storage, delay: Duration) -> Self {
-        fn loader<T>(storage: &Storage, delay: Duration) -> DataLoader<T, HashMapCache>
-        where
-            T: From<Storage> + Send + Sync + 'static,
-        {
-            DataLoader::with_cache(
-                T::from(storage.clone()),
-                tokio::spawn,
-                HashMapCache::default(),
-            )
-            .max_batch_size(MAX_BATCH)
-            .delay(delay)
+    fn with(storage: Storage, delay: Duration, budget: Budget) -> Self {
+        fn loader<T: Send + Sync + 'static>(
+            source: T,
+            delay: Duration,
+        ) -> DataLoader<T, HashMapCache> {
+            DataLoader::with_cache(source, tokio::spawn, HashMapCache::default())
+                .max_batch_size(MAX_BATCH)
+                .delay(delay)
         }
         Self {
-            entities: loader(&storage, delay),
-            pages: loader(&storage, delay),
+            entities: loader(Entities(storage.clone(), budget.clone()), delay),
+            pages: loader(Pages(storage.clone(), budget), delay),
             storage,
         }
     }
@@ -157,19 +188,14 @@ fn missing_page() -> AppError {
 }
 
 /// Loads entities by id with `BatchGetItem`. One type serves the three entity kinds.
-pub struct Entities(Storage);
-
-impl From<Storage> for Entities {
-    fn from(storage: Storage) -> Self {
-        Self(storage)
-    }
-}
+pub struct Entities(Storage, Budget);
 
 impl Loader<UserId> for Entities {
     type Value = User;
     type Error = AppError;
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+        self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.users_by_id(keys).await
     }
 }
@@ -179,6 +205,7 @@ impl Loader<PostId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
+        self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.posts_by_id(keys).await
     }
 }
@@ -188,18 +215,13 @@ impl Loader<CommentId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
+        self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.comments_by_id(keys).await
     }
 }
 
 /// Loads pages of a GSI: one `Query` per distinct (parent, size, after), run concurrently.
-pub struct Pages(Storage);
-
-impl From<Storage> for Pages {
-    fn from(storage: Storage) -> Self {
-        Self(storage)
-    }
-}
+pub struct Pages(Storage, Budget);
 
 async fn load_pages<P, T, F, Fut>(
     keys: &[PageRequest<P>],
@@ -226,6 +248,7 @@ impl Loader<PageRequest<UserId>> for Pages {
         &self,
         keys: &[PageRequest<UserId>],
     ) -> Result<HashMap<PageRequest<UserId>, Self::Value>, AppError> {
+        self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0
                 .posts_of_user(&k.parent, k.size, k.after.as_ref())
@@ -243,6 +266,7 @@ impl Loader<PageRequest<PostId>> for Pages {
         &self,
         keys: &[PageRequest<PostId>],
     ) -> Result<HashMap<PageRequest<PostId>, Self::Value>, AppError> {
+        self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0
                 .comments_of_post(&k.parent, k.size, k.after.as_ref())

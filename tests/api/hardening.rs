@@ -449,7 +449,13 @@ async fn a_websocket_message_is_capped_like_a_body() {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(500), client.ws.next()).await {
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                // When the close frame gets through, it says why: 1009, Message Too Big.
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1009));
+                ended = true;
+                break;
+            }
+            Ok(None | Some(Err(_))) => {
                 ended = true;
                 break;
             }
@@ -703,4 +709,101 @@ async fn connection_protocol_mistakes_close_with_the_protocols_codes() {
         client.receive(Duration::from_secs(3)).await,
         Some(json!({ "type": "pong" }))
     );
+}
+
+#[tokio::test]
+async fn operation_ids_can_be_reused_once_complete_and_stale_messages_are_dropped() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    let mut client = Client::connect(&app, None).await;
+    // A query, then the same id again at once: each answered in full.
+    for _ in 0..3 {
+        client.subscribe("q", "{ viewer { id } }", json!({})).await;
+        assert_eq!(
+            client.event("q", Duration::from_secs(5)).await,
+            Some(json!({ "data": { "viewer": null } }))
+        );
+        assert_eq!(
+            client.receive(Duration::from_secs(5)).await,
+            Some(json!({ "type": "complete", "id": "q" }))
+        );
+    }
+    // A subscription completed by the client and started again under its id: the new
+    // one hears the next event, once, and nothing of the old one comes through.
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+    client.send(json!({ "type": "complete", "id": "s" })).await;
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+    app.add_comment("c1", "p1", "u1", 1).await;
+    let event = client
+        .event("s", Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(event["data"]["commentAdded"]["id"], json!("c1"));
+    assert_eq!(
+        client.receive(Duration::from_millis(700)).await,
+        None,
+        "nothing else"
+    );
+}
+
+#[tokio::test]
+async fn the_subprotocol_the_server_answers_with_is_the_one_it_speaks() {
+    let app = crate::helpers::spawn_app().await;
+    // Offered in the legacy-first order: the server picks graphql-transport-ws, says so,
+    // and speaks it.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "{}/graphql",
+            app.url.replace("http", "ws")
+        ))
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-ws, graphql-transport-ws".parse().expect("header"),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("opens");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"graphql-transport-ws"[..])
+    );
+    let mut client = Client { ws, legacy: false };
+    client.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(
+        client.receive(Duration::from_secs(5)).await,
+        Some(json!({ "type": "connection_ack" }))
+    );
+    client.subscribe("1", "{ viewer { id } }", json!({})).await;
+    assert_eq!(
+        client.event("1", Duration::from_secs(5)).await,
+        Some(json!({ "data": { "viewer": null } }))
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_may_not_page_with_a_cursor() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    let errors = errors_via(
+        &app,
+        Via::WebSocket,
+        "subscription { commentAdded(postId: \"p1\") { post { comments(first: 5, after: \"x\") { nodes { id } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{errors:?}");
 }

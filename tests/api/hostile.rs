@@ -116,6 +116,13 @@ fn cases(app: &TestApp) -> Vec<Case> {
         chain.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
     }
     chain.push_str(" fragment F100 on Query { viewer { id } }");
+    let mut unknown_bomb = String::from("{ ...F40 } fragment F0 on Query { ...Missing }");
+    for i in 1..=40 {
+        unknown_bomb.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{p} ...F{p} }}",
+            p = i - 1
+        ));
+    }
     let cursor = |number: &str| {
         let json = json!({ "l": "userposts", "p": "u1",
                            "k": { "PostId": { "S": "p1" }, "UserId": { "S": "u1" }, "CreatedAt": { "N": number } } });
@@ -198,6 +205,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
         // 20 a page by default, but execution takes the variable's default: 100.
         query("a costly variable default", "query($n: Int = 100) { users(first: $n) { nodes { posts(first: $n) { nodes { id } } } } }".into(), 400, "QUERY_TOO_COMPLEX"),
         query("a chain of 100 fragments", chain, 400, "QUERY_TOO_COMPLEX"),
+        query("spreads doubling over an unknown fragment", unknown_bomb, 400, "GRAPHQL_VALIDATION_FAILED"),
+        query("97 aliases of content on a page of 100", format!("{{ user(id: \"u1\") {{ posts(first: 100) {{ nodes {{ {} }} }} }} }}", (0..97).map(|i| format!("c{i}: content ")).collect::<String>()), 400, "QUERY_TOO_COMPLEX"),
         query("document over 100 KB", format!("{{ viewer {{ id }} }} # {}", "x".repeat(120_000)), 400, "QUERY_TOO_COMPLEX"),
         query("deep introspection", introspection, 400, "QUERY_TOO_COMPLEX"),
         // Inputs.
