@@ -47,7 +47,7 @@ impl App {
         // ends by itself when the server shuts down.
         let (shutdown, signal) = watch::channel(false);
         let feed = if config.live.enabled {
-            storage.start_event_feed(signal.clone())
+            storage.start_event_feed(signal.clone(), config.live.describe_interval)
         } else {
             None
         };

@@ -126,6 +126,8 @@ pub struct LiveSettings {
     pub init_timeout: Duration,
     /// How often the server pings a connection; one silent for two of these is closed.
     pub keepalive: Duration,
+    /// How often the tables' streams are listed again for new shards.
+    pub describe_interval: Duration,
 }
 
 impl Default for LiveSettings {
@@ -136,6 +138,7 @@ impl Default for LiveSettings {
             max_subscriptions_per_connection: 20,
             init_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(15),
+            describe_interval: Duration::from_secs(10),
         }
     }
 }
@@ -232,6 +235,29 @@ pub struct DynamoArgs {
     /// The AWS region; unset, the standard AWS configuration chain decides.
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
+    /// How long DynamoDB calls may take (tests shorten them).
+    #[arg(skip)]
+    pub timeouts: SdkTimeouts,
+}
+
+/// How long a DynamoDB call may take: a hung DynamoDB must not hang a client, so an
+/// attempt fails after a few seconds and the whole call (retries included) well inside
+/// the request timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct SdkTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl Default for SdkTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(2),
+            attempt: Duration::from_secs(3),
+            operation: Duration::from_secs(8),
+        }
+    }
 }
 
 /// Settings of the server itself.
@@ -329,6 +355,7 @@ impl TryFrom<ServeArgs> for Config {
                 max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
                 init_timeout: Duration::from_secs(limits.websocket_init_timeout_secs),
                 keepalive: Duration::from_secs(limits.websocket_keepalive_secs),
+                ..LiveSettings::default()
             },
         })
     }

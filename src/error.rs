@@ -10,6 +10,11 @@ use std::sync::Arc;
 
 use crate::domain::InputError;
 
+/// What a client is told when a change may or may not have been made.
+pub const UNKNOWN_OUTCOME: &str = "the database did not answer in time: the change may or may \
+     not have been made. Retrying with the same idempotency key is safe (the change is made \
+     once); without one, check before retrying";
+
 #[derive(Clone, Debug)]
 pub enum AppError {
     /// The input is wrong; the message says how, in the client's terms.
@@ -22,6 +27,9 @@ pub enum AppError {
     /// DynamoDB is unreachable, throttling, or slower than the timeouts allow.
     /// The source is logged, never shown.
     ServiceUnavailable(Arc<anyhow::Error>),
+    /// A write went out and no answer came back: it may or may not have been applied.
+    /// `SERVICE_UNAVAILABLE` too, and the client is told the outcome is unknown.
+    OutcomeUnknown(Arc<anyhow::Error>),
     /// A bug or an unexpected answer from a dependency. The source is logged, never shown.
     Internal(Arc<anyhow::Error>),
 }
@@ -35,6 +43,15 @@ impl AppError {
         Self::ServiceUnavailable(Arc::new(source.into()))
     }
 
+    pub fn outcome_unknown(source: impl Into<anyhow::Error>) -> Self {
+        Self::OutcomeUnknown(Arc::new(source.into()))
+    }
+
+    /// Whether the change may have been made although the request failed.
+    pub fn outcome_is_unknown(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown(_))
+    }
+
     /// The contract's `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -44,7 +61,7 @@ impl AppError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -61,6 +78,7 @@ impl AppError {
             Self::ServiceUnavailable(_) => {
                 "the service is temporarily unavailable; try again shortly".to_owned()
             }
+            Self::OutcomeUnknown(_) => UNKNOWN_OUTCOME.to_owned(),
             Self::Internal(_) => "internal server error".to_owned(),
         }
     }
@@ -68,7 +86,9 @@ impl AppError {
     /// The internal cause, for the log only.
     pub fn internal_source(&self) -> Option<&anyhow::Error> {
         match self {
-            Self::ServiceUnavailable(source) | Self::Internal(source) => Some(source),
+            Self::ServiceUnavailable(source)
+            | Self::OutcomeUnknown(source)
+            | Self::Internal(source) => Some(source),
             _ => None,
         }
     }

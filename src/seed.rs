@@ -94,13 +94,13 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
     }
     for user in &users {
         storage
-            .create_user(user)
+            .create_user(user, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing user {} failed: {e:?}", user.id))?;
     }
     for post in &posts {
         storage
-            .create_post(post)
+            .create_post(post, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing post {} failed: {e:?}", post.id))?;
     }
@@ -116,7 +116,7 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
             version: 1,
         };
         storage
-            .add_comment(&comment)
+            .add_comment(&comment, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing comment {} failed: {e:?}", comment.id))?;
     }

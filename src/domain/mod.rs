@@ -5,10 +5,12 @@
 
 mod entities;
 mod events;
+mod idempotency;
 mod ids;
 mod inputs;
 
 pub use entities::{Comment, NewComment, NewPost, NewUser, Post, User, now};
 pub use events::Event;
+pub use idempotency::{Claim, IdempotencyKey};
 pub use ids::{CommentId, PostId, UserId};
 pub use inputs::{CommentContent, Email, InputError, PageSize, PostContent, Title, Username};

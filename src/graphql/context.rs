@@ -5,7 +5,32 @@ use std::{future::Future, sync::Arc};
 use async_graphql::Context;
 
 use super::subscription::EventLoaders;
-use crate::{auth::Viewer, error::AppError, loaders::Loaders};
+use crate::{
+    auth::Viewer,
+    domain::{Claim, IdempotencyKey, UserId},
+    error::AppError,
+    loaders::Loaders,
+};
+
+/// A request's idempotency key, and the digest of what the request asked (its document,
+/// operation and variables), for the mutations it runs.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+/// The idempotency claim of the mutation field being resolved, when the request carries
+/// a key: the change it makes is remembered under the user's key and the field's name.
+pub fn claim(ctx: &Context<'_>, user: &UserId) -> Option<Claim> {
+    let idempotency = ctx.data_opt::<Idempotency>()?;
+    Some(Claim {
+        user: user.clone(),
+        key: idempotency.key.clone(),
+        change: ctx.item.node.response_key().node.to_string(),
+        fingerprint: idempotency.fingerprint.clone(),
+    })
+}
 
 fn missing(what: &str) -> AppError {
     AppError::internal(anyhow::anyhow!("{what} missing from the request data"))

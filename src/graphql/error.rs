@@ -19,7 +19,14 @@ impl From<AppError> for async_graphql::Error {
             tracing::error!(code = err.code(), error = ?source, "request failed");
         }
         let code = err.code();
-        async_graphql::Error::new(err.client_message()).extend_with(|_, e| e.set("code", code))
+        let unknown = err.outcome_is_unknown();
+        async_graphql::Error::new(err.client_message()).extend_with(|_, e| {
+            e.set("code", code);
+            if unknown {
+                // The change may have been made: a client must not assume it was not.
+                e.set("outcome", "UNKNOWN");
+            }
+        })
     }
 }
 

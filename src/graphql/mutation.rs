@@ -1,15 +1,17 @@
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
 use super::{
-    context::{loaders, viewer},
+    context::{claim, loaders, viewer},
     types::{Comment, Post, User},
 };
 use crate::{
     domain::{
-        self, CommentContent, CommentId, Email, NewComment, NewPost, NewUser, PostContent, PostId,
-        Title, Username,
+        self, Claim, CommentContent, CommentId, Email, NewComment, NewPost, NewUser, PostContent,
+        PostId, Title, UserId, Username,
     },
     error::AppError,
+    loaders::Loaders,
+    storage::Written,
 };
 
 pub struct Mutation;
@@ -66,9 +68,17 @@ impl Mutation {
         };
         let user = domain::User::create(new);
         let loaders = loaders(ctx)?;
-        loaders.storage().create_user(&user).await?;
-        loaders.prime_users(vec![user.clone()]).await;
-        Ok(User(user))
+        let claim = claim(ctx, &user.id);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(User(replay_user(&loaders, id).await?));
+        }
+        match loaders.storage().create_user(&user, claim.as_ref()).await? {
+            Written::Applied(()) => {
+                loaders.prime_users(vec![user.clone()]).await;
+                Ok(User(user))
+            }
+            Written::Replayed(id) => Ok(User(replay_user(&loaders, id).await?)),
+        }
     }
 
     /// Changes the viewer's username and/or email. A taken username is `CONFLICT`.
@@ -90,9 +100,21 @@ impl Mutation {
             return Err(nothing_to_change("username, email").into());
         }
         let loaders = loaders(ctx)?;
-        let user = loaders.storage().update_user(&id, username, email).await?;
-        loaders.prime_users(vec![user.clone()]).await;
-        Ok(User(user))
+        let claim = claim(ctx, &id);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(User(replay_user(&loaders, id).await?));
+        }
+        let written = loaders
+            .storage()
+            .update_user(&id, username, email, claim.as_ref())
+            .await?;
+        match written {
+            Written::Applied(user) => {
+                loaders.prime_users(vec![user.clone()]).await;
+                Ok(User(user))
+            }
+            Written::Replayed(id) => Ok(User(replay_user(&loaders, id).await?)),
+        }
     }
 
     /// Creates a post written by the viewer.
@@ -105,9 +127,17 @@ impl Mutation {
         };
         let post = domain::Post::create(new);
         let loaders = loaders(ctx)?;
-        loaders.storage().create_post(&post).await?;
-        loaders.prime_posts(vec![post.clone()]).await;
-        Ok(Post(post))
+        let claim = claim(ctx, &post.author_id);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(Post(replay_post(&loaders, id).await?));
+        }
+        match loaders.storage().create_post(&post, claim.as_ref()).await? {
+            Written::Applied(()) => {
+                loaders.prime_posts(vec![post.clone()]).await;
+                Ok(Post(post))
+            }
+            Written::Replayed(id) => Ok(Post(replay_post(&loaders, id).await?)),
+        }
     }
 
     /// Edits a post; only its author may. `version` grows by one.
@@ -131,12 +161,21 @@ impl Mutation {
         }
         let expected = input.expected_version.map(version).transpose()?;
         let loaders = loaders(ctx)?;
-        let post = loaders
+        let claim = claim(ctx, &author);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(Post(replay_post(&loaders, id).await?));
+        }
+        let written = loaders
             .storage()
-            .update_post(&author, &id, title, content, expected)
+            .update_post(&author, &id, title, content, expected, claim.as_ref())
             .await?;
-        loaders.prime_posts(vec![post.clone()]).await;
-        Ok(Post(post))
+        match written {
+            Written::Applied(post) => {
+                loaders.prime_posts(vec![post.clone()]).await;
+                Ok(Post(post))
+            }
+            Written::Replayed(id) => Ok(Post(replay_post(&loaders, id).await?)),
+        }
     }
 
     /// Deletes a post and all its comments; only its author may. Returns the post's id.
@@ -145,8 +184,19 @@ impl Mutation {
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let author = viewer(ctx)?.require()?.clone();
         let post = PostId::parse(id.0).map_err(AppError::from)?;
-        loaders(ctx)?.storage().delete_post(&author, &post).await?;
-        Ok(ID(post.into_string()))
+        let loaders = loaders(ctx)?;
+        let claim = claim(ctx, &author);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(ID(id));
+        }
+        let written = loaders
+            .storage()
+            .delete_post(&author, &post, claim.as_ref())
+            .await?;
+        Ok(match written {
+            Written::Applied(()) => ID(post.into_string()),
+            Written::Replayed(id) => ID(id),
+        })
     }
 
     /// Edits a comment; only its author may. `version` grows by one.
@@ -161,11 +211,19 @@ impl Mutation {
         let id = CommentId::parse(id.0).map_err(AppError::from)?;
         let content = CommentContent::parse(&content).map_err(AppError::from)?;
         let expected = expected_version.map(version).transpose()?;
-        let comment = loaders(ctx)?
+        let loaders = loaders(ctx)?;
+        let claim = claim(ctx, &author);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(Comment(replay_comment(&loaders, id).await?));
+        }
+        let written = loaders
             .storage()
-            .update_comment(&author, &id, content, expected)
+            .update_comment(&author, &id, content, expected, claim.as_ref())
             .await?;
-        Ok(Comment(comment))
+        match written {
+            Written::Applied(comment) => Ok(Comment(comment)),
+            Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
+        }
     }
 
     /// Deletes a comment, as its author or as the author of its post; the post's
@@ -173,11 +231,19 @@ impl Mutation {
     async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let viewer_id = viewer(ctx)?.require()?.clone();
         let comment = CommentId::parse(id.0).map_err(AppError::from)?;
-        loaders(ctx)?
+        let loaders = loaders(ctx)?;
+        let claim = claim(ctx, &viewer_id);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(ID(id));
+        }
+        let written = loaders
             .storage()
-            .delete_comment(&viewer_id, &comment)
+            .delete_comment(&viewer_id, &comment, claim.as_ref())
             .await?;
-        Ok(ID(comment.into_string()))
+        Ok(match written {
+            Written::Applied(()) => ID(comment.into_string()),
+            Written::Replayed(id) => ID(id),
+        })
     }
 
     /// Adds a comment by the viewer; the post's `commentCount` grows by one in the same
@@ -190,9 +256,49 @@ impl Mutation {
             content: CommentContent::parse(&input.content).map_err(AppError::from)?,
         };
         let comment = domain::Comment::create(new);
-        loaders(ctx)?.storage().add_comment(&comment).await?;
-        Ok(Comment(comment))
+        let loaders = loaders(ctx)?;
+        let claim = claim(ctx, &comment.author_id);
+        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
+            return Ok(Comment(replay_comment(&loaders, id).await?));
+        }
+        match loaders
+            .storage()
+            .add_comment(&comment, claim.as_ref())
+            .await?
+        {
+            Written::Applied(()) => Ok(Comment(comment)),
+            Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
+        }
     }
+}
+
+/// The result of a change made before under the request's idempotency key, if any.
+async fn replayed(loaders: &Loaders, claim: Option<&Claim>) -> Result<Option<String>, AppError> {
+    match claim {
+        Some(claim) => loaders.storage().claimed(claim).await,
+        None => Ok(None),
+    }
+}
+
+fn gone(what: &str, id: &str) -> AppError {
+    AppError::NotFound(format!(
+        "the {what} {id:?} that this idempotency key made or changed no longer exists"
+    ))
+}
+
+async fn replay_user(loaders: &Loaders, id: String) -> Result<domain::User, AppError> {
+    let user = loaders.user(&UserId::from_stored(id.clone())).await?;
+    user.ok_or_else(|| gone("user", &id))
+}
+
+async fn replay_post(loaders: &Loaders, id: String) -> Result<domain::Post, AppError> {
+    let post = loaders.post(&PostId::from_stored(id.clone())).await?;
+    post.ok_or_else(|| gone("post", &id))
+}
+
+async fn replay_comment(loaders: &Loaders, id: String) -> Result<domain::Comment, AppError> {
+    let comment = loaders.comment(&CommentId::from_stored(id.clone())).await?;
+    comment.ok_or_else(|| gone("comment", &id))
 }
 
 fn nothing_to_change(fields: &str) -> AppError {

@@ -29,12 +29,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     AppSchema,
+    context::Idempotency,
     error::coded,
     limits::{self, FieldTypes, QueryLimits, RECURSION_LIMIT},
     nesting::nesting,
     subscription::Live,
 };
-use crate::{auth::Viewer, loaders::Loaders, storage::Storage};
+use crate::{
+    auth::Viewer, domain::IdempotencyKey, error::UNKNOWN_OUTCOME, loaders::Loaders,
+    storage::Storage,
+};
+
+/// Where a request's idempotency key is, in its `extensions` (from the `Idempotency-Key`
+/// header, or from `extensions.idempotencyKey` in the request's JSON).
+pub const IDEMPOTENCY_KEY: &str = "idempotencyKey";
 
 /// Who asks, and through which storage handle (one that counts its requests, when the
 /// client asked for the cost).
@@ -85,6 +93,8 @@ pub struct Prepared {
     kind: OperationType,
     permit: OwnedSemaphorePermit,
     deadline: tokio::time::Instant,
+    /// The idempotency key and fingerprint of a mutation sent with a key.
+    idempotency: Option<Idempotency>,
 }
 
 impl Prepared {
@@ -165,9 +175,16 @@ impl Pipeline {
             )));
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let kind = self
-            .check(&mut request)
-            .map_err(|error| Outcome::Refused(Response::from_errors(vec![error])))?;
+        let refused = |error| Outcome::Refused(Response::from_errors(vec![error]));
+        let key = idempotency_key(&request).map_err(refused)?;
+        let kind = self.check(&mut request).map_err(refused)?;
+        // A key names a change: it matters to mutations only (queries change nothing).
+        let idempotency = key
+            .filter(|_| kind == OperationType::Mutation)
+            .map(|key| Idempotency {
+                key,
+                fingerprint: fingerprint(&request),
+            });
         if !transport.carries(kind) {
             let message = match transport {
                 Transport::Get => "only queries may be sent with GET; send mutations with POST",
@@ -182,6 +199,7 @@ impl Pipeline {
             kind,
             permit,
             deadline,
+            idempotency,
         })
     }
 
@@ -192,8 +210,12 @@ impl Pipeline {
             kind,
             permit,
             deadline,
+            idempotency,
         } = prepared;
-        let request = request.data(caller.viewer);
+        let mut request = request.data(caller.viewer);
+        if let Some(idempotency) = idempotency {
+            request = request.data(idempotency);
+        }
         if kind == OperationType::Subscription {
             let Some(live) = &self.live else {
                 return Started::Done(Outcome::Refused(refusal(
@@ -209,6 +231,16 @@ impl Pipeline {
         let request = request.data(Arc::new(Loaders::new(caller.storage)));
         let outcome = match tokio::time::timeout_at(deadline, self.schema.execute(request)).await {
             Ok(response) => Outcome::Ran(response),
+            Err(_) if kind == OperationType::Mutation => {
+                // Cut off mid-write: what was written is written.
+                tracing::warn!(timeout = ?self.timeout, "a mutation timed out");
+                let mut error = coded(UNKNOWN_OUTCOME, "SERVICE_UNAVAILABLE");
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("outcome", "UNKNOWN");
+                Outcome::TimedOut(Response::from_errors(vec![error]))
+            }
             Err(_) => {
                 tracing::warn!(timeout = ?self.timeout, "an operation timed out");
                 Outcome::TimedOut(unavailable(&format!(
@@ -289,6 +321,69 @@ impl futures::Stream for HoldUntilFirstPoll {
         self.permit = None;
         poll
     }
+}
+
+/// The request's idempotency key, checked, if it has one.
+fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
+    let invalid = |why: String| coded(why, "BAD_USER_INPUT");
+    match request.extensions.get(IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(Value::String(key)) => IdempotencyKey::parse(key)
+            .map(Some)
+            .map_err(|err| invalid(err.to_string())),
+        Some(_) => Err(invalid(
+            "`extensions.idempotencyKey` must be a string".to_owned(),
+        )),
+    }
+}
+
+/// A digest of what a request asks: its document, the operation it names and its
+/// variables (their keys in sorted order, so that a client that serialises them in another
+/// order still sends the same request).
+fn fingerprint(request: &Request) -> String {
+    fn canonical(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(value, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let variables = request
+        .variables
+        .clone()
+        .into_value()
+        .into_json()
+        .unwrap_or_default();
+    let mut text = String::new();
+    text.push_str(request.operation_name.as_deref().unwrap_or(""));
+    text.push('\0');
+    text.push_str(&request.query);
+    text.push('\0');
+    canonical(&variables, &mut text);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn refusal(message: &str, code: &'static str) -> Response {

@@ -30,6 +30,8 @@ const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 /// Clients send `x-dynamodb-cost: 1` to get the request's DynamoDB cost in `extensions`.
 const COST_HEADER: &str = "x-dynamodb-cost";
+/// The IETF HTTP API working group's header naming a change, so that retries make it once.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The media type of the answer: the spec's own when the client accepts it, else JSON.
 #[derive(Clone, Copy, PartialEq)]
@@ -216,9 +218,25 @@ async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     media: MediaType,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     transport: Transport,
 ) -> axum::response::Response {
+    if let Some(header) = headers.get(IDEMPOTENCY_HEADER) {
+        let key = async_graphql::Value::String(header.to_str().unwrap_or("\u{0}").to_owned());
+        let given = request.extensions.get(wire::IDEMPOTENCY_KEY);
+        if given.is_some_and(|given| given != &key) {
+            return request_error(
+                media,
+                StatusCode::BAD_REQUEST,
+                AppError::BadUserInput(
+                    "the Idempotency-Key header and extensions.idempotencyKey differ".to_owned(),
+                ),
+            );
+        }
+        request
+            .extensions
+            .insert(wire::IDEMPOTENCY_KEY.to_owned(), key);
+    }
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));

@@ -92,6 +92,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             header::ACCEPT,
             HeaderName::from_static("x-dynamodb-cost"),
+            HeaderName::from_static(graphql::IDEMPOTENCY_HEADER),
         ])
         .max_age(std::time::Duration::from_secs(3600));
     if origins.iter().any(|o| o == "*") {

@@ -16,10 +16,23 @@ struct Body<'a> {
     operation_name: Option<String>,
     #[serde(borrow)]
     variables: Option<&'a RawValue>,
+    #[serde(default)]
+    extensions: Extensions,
 }
 
+/// The request's `extensions` this server reads.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Extensions {
+    /// The way to send an idempotency key where there is no header: over a WebSocket.
+    idempotency_key: Option<String>,
+}
+
+pub use crate::graphql::pipeline::IDEMPOTENCY_KEY;
+
 const SHAPE: &str = "the request must be a JSON object with a `query` string, and optionally \
-                     `operationName` (a string), `variables` and `extensions` (objects)";
+                     `operationName` (a string), `variables` and `extensions` (objects; \
+                     `extensions.idempotencyKey` a string)";
 
 /// Decodes a request's JSON.
 pub fn decode(json: &[u8], max_variables_bytes: usize) -> Result<Request, AppError> {
@@ -34,12 +47,19 @@ pub fn decode(json: &[u8], max_variables_bytes: usize) -> Result<Request, AppErr
     let query = body
         .query
         .ok_or_else(|| AppError::BadUserInput("the request has no `query`".to_owned()))?;
-    request(
+    let mut request = request(
         query,
         body.operation_name,
         body.variables.map(RawValue::get),
         max_variables_bytes,
-    )
+    )?;
+    if let Some(key) = body.extensions.idempotency_key {
+        request.extensions.insert(
+            IDEMPOTENCY_KEY.to_owned(),
+            async_graphql::Value::String(key),
+        );
+    }
+    Ok(request)
 }
 
 /// Builds a request from its parts; `variables` is the JSON text of an object, if any.

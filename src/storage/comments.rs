@@ -10,10 +10,10 @@ use super::{
     pages::Source,
     posts::no_user,
     tables::POST_COMMENTS_INDEX,
-    writes::{OnCancel, n, s, string},
+    writes::{Claimed, OnCancel, Transacted, Written, n, s, string},
 };
 use crate::{
-    domain::{Comment, CommentContent, CommentId, PageSize, PostId, UserId},
+    domain::{Claim, Comment, CommentContent, CommentId, PageSize, PostId, UserId},
     error::AppError,
 };
 
@@ -61,7 +61,11 @@ impl Storage {
     /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the
     /// condition that the post and the author exist: `NOT_FOUND` / `FORBIDDEN` (and
     /// nothing written) if not.
-    pub async fn add_comment(&self, comment: &Comment) -> Result<(), AppError> {
+    pub async fn add_comment(
+        &self,
+        comment: &Comment,
+        claim: Option<&Claim>,
+    ) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.comments)
             .set_item(Some(comment_to_item(comment).map_err(AppError::internal)?))
@@ -81,20 +85,25 @@ impl Storage {
             TransactWriteItem::builder().update(count).build(),
             self.user_exists(&comment.author_id)?,
         ];
-        self.transact(items, |reasons| {
-            OnCancel::Fail(if reasons[1].failed() {
-                AppError::NotFound(format!(
-                    "post {:?} does not exist",
-                    comment.post_id.as_str()
-                ))
-            } else if reasons[2].failed() {
-                no_user(&comment.author_id)
-            } else {
-                AppError::Conflict(format!("comment {:?} exists already", comment.id.as_str()))
+        let claimed = claim.map(|claim| Claimed {
+            claim,
+            result: comment.id.as_str(),
+        });
+        let done = self
+            .transact(items, claimed, |reasons| {
+                OnCancel::Fail(if reasons[1].failed() {
+                    AppError::NotFound(format!(
+                        "post {:?} does not exist",
+                        comment.post_id.as_str()
+                    ))
+                } else if reasons[2].failed() {
+                    no_user(&comment.author_id)
+                } else {
+                    AppError::Conflict(format!("comment {:?} exists already", comment.id.as_str()))
+                })
             })
-        })
-        .await?;
-        Ok(())
+            .await?;
+        Ok(done.written())
     }
 
     /// Edits a comment: only its author, and at `expected_version` when given.
@@ -104,8 +113,9 @@ impl Storage {
         id: &CommentId,
         content: CommentContent,
         expected_version: Option<i64>,
-    ) -> Result<Comment, AppError> {
-        let item = self
+        claim: Option<&Claim>,
+    ) -> Result<Written<Comment>, AppError> {
+        let written = self
             .edit(
                 &self.tables.comments,
                 (KEY, id.as_str()),
@@ -113,15 +123,26 @@ impl Storage {
                 author,
                 expected_version,
                 vec![("Content", s(content.as_str()))],
+                claim,
             )
             .await?;
-        comment_from_item(item).map_err(AppError::internal)
+        Ok(match written {
+            Written::Applied(item) => {
+                Written::Applied(comment_from_item(item).map_err(AppError::internal)?)
+            }
+            Written::Replayed(id) => Written::Replayed(id),
+        })
     }
 
     /// Deletes a comment, as its author or as its post's author, and takes 1 from the
     /// post's `CommentCount` in the same transaction. Who may delete is a condition of
     /// the transaction itself, not only of the read that picks the way.
-    pub async fn delete_comment(&self, viewer: &UserId, id: &CommentId) -> Result<(), AppError> {
+    pub async fn delete_comment(
+        &self,
+        viewer: &UserId,
+        id: &CommentId,
+        claim: Option<&Claim>,
+    ) -> Result<Written, AppError> {
         let not_found = || AppError::NotFound(format!("comment {:?} does not exist", id.as_str()));
         let forbidden = || {
             AppError::Forbidden(format!(
@@ -197,8 +218,12 @@ impl Storage {
                     .map_err(AppError::internal)?;
                 items.push(TransactWriteItem::builder().condition_check(check).build());
             }
+            let claimed = claim.map(|claim| Claimed {
+                claim,
+                result: id.as_str(),
+            });
             let done = self
-                .transact(items, |reasons| {
+                .transact(items, claimed, |reasons| {
                     if reasons[0].failed() {
                         // Gone meanwhile (not found), or changed: read again and see.
                         return match &reasons[0].item {
@@ -217,8 +242,10 @@ impl Storage {
                     }
                 })
                 .await?;
-            if done {
-                return Ok(());
+            match done {
+                Transacted::Applied => return Ok(Written::Applied(())),
+                Transacted::Replayed(id) => return Ok(Written::Replayed(id)),
+                Transacted::Retry => {}
             }
             let post_now = self
                 .posts_by_id(std::slice::from_ref(&comment.post_id))

@@ -6,6 +6,7 @@
 mod batch;
 mod comments;
 mod cost;
+mod idempotency;
 mod items;
 mod pages;
 mod posts;
@@ -29,6 +30,7 @@ pub use items::{KeyPart, PageKey};
 pub use pages::Page;
 pub use streams::{EventFeed, FEED_CAPACITY};
 pub use tables::Tables;
+pub use writes::Written;
 
 use crate::{config::DynamoArgs, error::AppError};
 
@@ -52,9 +54,9 @@ impl Storage {
                 // A hung DynamoDB must not hang a client: fail an attempt after a few seconds
                 // and the whole operation (retries included) inside the HTTP request timeout.
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(8))
+                    .connect_timeout(settings.timeouts.connect)
+                    .operation_attempt_timeout(settings.timeouts.attempt)
+                    .operation_timeout(settings.timeouts.operation)
                     .build(),
             )
             // Throttling and dropped connections are retried with jittered backoff, but
@@ -175,6 +177,48 @@ where
     } else {
         AppError::internal(source)
     }
+}
+
+/// Sorts the error of a write. When the request may have reached DynamoDB and no answer
+/// came back (a timeout, a connection lost after the request went out, an answer that
+/// could not be read, DynamoDB's own internal error), the change may have been made: the
+/// outcome is unknown, and the client is told so. Otherwise as [`classify`].
+fn classify_write<E, R>(operation: &'static str, err: SdkError<E, R>) -> AppError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let unknown = match &err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        // A connection refused never carried the request; anything else may have.
+        SdkError::DispatchFailure(_) => !refused_connection(&err),
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some("InternalServerError" | "ServiceUnavailable")
+        ),
+        _ => false,
+    };
+    if unknown {
+        AppError::outcome_unknown(
+            anyhow::Error::new(err).context(format!("DynamoDB {operation} got no answer")),
+        )
+    } else {
+        classify(operation, err)
+    }
+}
+
+/// Whether an error comes from a connection that was refused (nothing was sent).
+fn refused_connection(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Full-jitter exponential backoff: a random wait up to `base * 2^attempt`, capped.

@@ -6,14 +6,14 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    Page, PageKey, Storage, classify,
-    items::{post_from_item, post_to_item},
+    Page, PageKey, Storage, classify_write,
+    items::{Item, post_from_item, post_to_item},
     pages::Source,
     tables::USER_POSTS_INDEX,
-    writes::{OnCancel, n, number, s, string, why_not_author_edit},
+    writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string, why_not_author_edit},
 };
 use crate::{
-    domain::{PageSize, Post, PostContent, PostId, Title, UserId},
+    domain::{Claim, PageSize, Post, PostContent, PostId, Title, UserId},
     error::AppError,
 };
 
@@ -77,7 +77,11 @@ impl Storage {
     }
 
     /// Writes a new post, on the condition that its author exists (`FORBIDDEN` if not).
-    pub async fn create_post(&self, post: &Post) -> Result<(), AppError> {
+    pub async fn create_post(
+        &self,
+        post: &Post,
+        claim: Option<&Claim>,
+    ) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.posts)
             .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
@@ -88,15 +92,20 @@ impl Storage {
             TransactWriteItem::builder().put(put).build(),
             self.user_exists(&post.author_id)?,
         ];
-        self.transact(items, |reasons| {
-            OnCancel::Fail(if reasons[1].failed() {
-                no_user(&post.author_id)
-            } else {
-                AppError::Conflict(format!("post {:?} exists already", post.id.as_str()))
+        let claimed = claim.map(|claim| Claimed {
+            claim,
+            result: post.id.as_str(),
+        });
+        let done = self
+            .transact(items, claimed, |reasons| {
+                OnCancel::Fail(if reasons[1].failed() {
+                    no_user(&post.author_id)
+                } else {
+                    AppError::Conflict(format!("post {:?} exists already", post.id.as_str()))
+                })
             })
-        })
-        .await?;
-        Ok(())
+            .await?;
+        Ok(done.written())
     }
 
     /// Edits a post: only its author, and at `expected_version` when given.
@@ -107,7 +116,8 @@ impl Storage {
         title: Option<Title>,
         content: Option<PostContent>,
         expected_version: Option<i64>,
-    ) -> Result<Post, AppError> {
+        claim: Option<&Claim>,
+    ) -> Result<Written<Post>, AppError> {
         let mut changes = Vec::new();
         if let Some(title) = &title {
             changes.push(("Title", s(title.as_str())));
@@ -115,7 +125,7 @@ impl Storage {
         if let Some(content) = &content {
             changes.push(("Content", s(content.as_str())));
         }
-        let item = self
+        let written = self
             .edit(
                 &self.tables.posts,
                 (KEY, id.as_str()),
@@ -123,9 +133,15 @@ impl Storage {
                 author,
                 expected_version,
                 changes,
+                claim,
             )
             .await?;
-        post_from_item(item).map_err(AppError::internal)
+        Ok(match written {
+            Written::Applied(item) => {
+                Written::Applied(post_from_item(item).map_err(AppError::internal)?)
+            }
+            Written::Replayed(id) => Written::Replayed(id),
+        })
     }
 
     /// Deletes a post and its comments; only its author may. The comments go first, 99 to
@@ -133,7 +149,12 @@ impl Storage {
     /// consistent blog (a post with fewer comments, its count exact) and never a comment
     /// without its post. The post goes last, once no comment is left; if anything fails
     /// on the way, calling again carries on where it stopped.
-    pub async fn delete_post(&self, author: &UserId, id: &PostId) -> Result<(), AppError> {
+    pub async fn delete_post(
+        &self,
+        author: &UserId,
+        id: &PostId,
+        claim: Option<&Claim>,
+    ) -> Result<Written, AppError> {
         let step_size =
             PageSize::parse(DELETE_STEP).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
         let mut empty_rounds = 0;
@@ -146,7 +167,7 @@ impl Storage {
                         id.as_str()
                     )))
                 } else {
-                    Ok(())
+                    Ok(Written::Applied(()))
                 };
             };
             if &post.author_id != author {
@@ -162,8 +183,11 @@ impl Storage {
                 // when the index has shown no comment for a second, the counter is what is
                 // wrong (a comment deleted by another program), and the post goes.
                 let trust_counter = empty_rounds <= TRUST_COUNTER_ROUNDS;
-                match self.delete_empty_post(author, id, trust_counter).await? {
-                    Some(()) => return Ok(()),
+                match self
+                    .delete_empty_post(author, id, trust_counter, claim)
+                    .await?
+                {
+                    Some(written) => return Ok(written),
                     // The counter says comments remain that the index does not show yet.
                     None => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
@@ -196,7 +220,7 @@ impl Storage {
             items.push(TransactWriteItem::builder().update(counter).build());
             // A failed condition means the state moved (a comment deleted meanwhile, the
             // post gone): the next step reads again and decides.
-            self.transact(items, |_| OnCancel::Retry).await?;
+            self.transact(items, None, |_| OnCancel::Retry).await?;
         }
         Err(AppError::unavailable(anyhow::anyhow!(
             "post {id} still had comments after {MAX_DELETE_STEPS} steps"
@@ -204,29 +228,74 @@ impl Storage {
     }
 
     /// Deletes a post that has no comments left. `None` when its counter says otherwise.
+    /// One `DeleteItem`; under an idempotency key, a transaction with the key's record.
     async fn delete_empty_post(
         &self,
         author: &UserId,
         id: &PostId,
         trust_counter: bool,
-    ) -> Result<Option<()>, AppError> {
-        let mut delete = self
+        claim: Option<&Claim>,
+    ) -> Result<Option<Written>, AppError> {
+        let mut condition = "attribute_exists(PostId) AND UserId = :author".to_owned();
+        let mut values = HashMap::from([(":author".to_owned(), s(author.as_str()))]);
+        if trust_counter {
+            condition
+                .push_str(" AND (attribute_not_exists(CommentCount) OR CommentCount <= :zero)");
+            values.insert(":zero".to_owned(), n(0));
+        }
+        // The post as it was, when the condition failed: whose it is, how many comments.
+        let refused = |old: Option<&Item>| match old {
+            // Deleted meanwhile by a concurrent call: done all the same.
+            None => Ok(Some(Written::Applied(()))),
+            Some(old) if string(old, "UserId") != Some(author.as_str()) => Err(
+                why_not_author_edit("post", id.as_str(), author, None, Some(old)),
+            ),
+            Some(old) => {
+                tracing::debug!(count = ?number(old, "CommentCount"), "post still has comments");
+                Ok(None)
+            }
+        };
+        if let Some(claim) = claim {
+            let delete = Delete::builder()
+                .table_name(&self.tables.posts)
+                .key(KEY, s(id.as_str()))
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(AppError::internal)?;
+            let items = vec![TransactWriteItem::builder().delete(delete).build()];
+            let claimed = Claimed {
+                claim,
+                result: id.as_str(),
+            };
+            let failed = std::sync::Mutex::new(None);
+            let done = self
+                .transact(items, Some(claimed), |reasons| {
+                    if let Ok(mut failed) = failed.lock() {
+                        *failed = Some(reasons[0].item.clone());
+                    }
+                    OnCancel::Retry
+                })
+                .await?;
+            return match done {
+                Transacted::Applied => Ok(Some(Written::Applied(()))),
+                Transacted::Replayed(id) => Ok(Some(Written::Replayed(id))),
+                Transacted::Retry => {
+                    let old = failed.into_inner().ok().flatten().flatten();
+                    refused(old.as_ref())
+                }
+            };
+        }
+        let result = self
             .client
             .delete_item()
             .table_name(&self.tables.posts)
             .key(KEY, s(id.as_str()))
-            .expression_attribute_values(":author", s(author.as_str()));
-        delete = if trust_counter {
-            delete
-                .condition_expression(
-                    "attribute_exists(PostId) AND UserId = :author \
-                     AND (attribute_not_exists(CommentCount) OR CommentCount <= :zero)",
-                )
-                .expression_attribute_values(":zero", n(0))
-        } else {
-            delete.condition_expression("attribute_exists(PostId) AND UserId = :author")
-        };
-        let result = delete
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
@@ -234,7 +303,7 @@ impl Storage {
         match result {
             Ok(output) => {
                 self.record("DeleteItem", output.consumed_capacity.as_slice());
-                Ok(Some(()))
+                Ok(Some(Written::Applied(())))
             }
             Err(err) => {
                 self.record("DeleteItem", &[]);
@@ -245,19 +314,9 @@ impl Storage {
                         _ => None,
                     })
                 else {
-                    return Err(classify("DeleteItem", err));
+                    return Err(classify_write("DeleteItem", err));
                 };
-                match failed.item() {
-                    // Deleted meanwhile by a concurrent call: done all the same.
-                    None => Ok(Some(())),
-                    Some(old) if string(old, "UserId") != Some(author.as_str()) => Err(
-                        why_not_author_edit("post", id.as_str(), author, None, Some(old)),
-                    ),
-                    Some(old) => {
-                        tracing::debug!(count = ?number(old, "CommentCount"), "post still has comments");
-                        Ok(None)
-                    }
-                }
+                refused(failed.item())
             }
         }
     }

@@ -8,9 +8,11 @@ use aws_sdk_dynamodb::{
     types::{
         AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
         KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
-        StreamViewType, TableStatus,
+        StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
     },
 };
+
+use super::idempotency;
 
 pub(crate) const USER_POSTS_INDEX: &str = "user_posts_index";
 pub(crate) const POST_COMMENTS_INDEX: &str = "post_comments_index";
@@ -24,6 +26,8 @@ pub struct Tables {
     /// Ours: one guard item per taken username (lowercased), so that two users can
     /// never hold the same name. Kept apart from the three tables Da Vinci code scans.
     pub usernames: String,
+    /// Ours: the records of changes made under idempotency keys (expired by TTL).
+    pub idempotency: String,
 }
 
 impl Tables {
@@ -48,34 +52,46 @@ impl Tables {
             posts: name("posts")?,
             comments: name("comments")?,
             usernames: name("usernames")?,
+            idempotency: name("idempotency")?,
         })
     }
 
-    fn specs(&self) -> [TableSpec<'_>; 4] {
+    fn specs(&self) -> [TableSpec<'_>; 5] {
         [
             TableSpec {
                 name: &self.users,
                 key: "UserId",
                 index: None,
                 stream: false,
+                ttl: None,
             },
             TableSpec {
                 name: &self.posts,
                 key: "PostId",
                 index: Some((USER_POSTS_INDEX, "UserId", "CreatedAt")),
                 stream: true,
+                ttl: None,
             },
             TableSpec {
                 name: &self.comments,
                 key: "CommentId",
                 index: Some((POST_COMMENTS_INDEX, "PostId", "CreatedAt")),
                 stream: true,
+                ttl: None,
             },
             TableSpec {
                 name: &self.usernames,
                 key: "UsernameKey",
                 index: None,
                 stream: false,
+                ttl: None,
+            },
+            TableSpec {
+                name: &self.idempotency,
+                key: idempotency::KEY,
+                index: None,
+                stream: false,
+                ttl: Some(idempotency::EXPIRES_AT),
             },
         ]
     }
@@ -88,6 +104,8 @@ struct TableSpec<'a> {
     index: Option<(&'static str, &'static str, &'static str)>,
     /// A stream of new images feeds subscriptions.
     stream: bool,
+    /// The attribute DynamoDB's time to live reads, if any.
+    ttl: Option<&'static str>,
 }
 
 fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
@@ -119,7 +137,43 @@ pub(crate) async fn create_tables(client: &Client, tables: &Tables) -> anyhow::R
     }
     for spec in tables.specs() {
         wait_active(client, spec.name).await?;
+        if let Some(attribute) = spec.ttl {
+            enable_ttl(client, spec.name, attribute).await?;
+        }
     }
+    Ok(())
+}
+
+/// Turns on a table's time to live, unless it is on already.
+async fn enable_ttl(client: &Client, name: &str, attribute: &str) -> anyhow::Result<()> {
+    let current = client
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .with_context(|| format!("describing the time to live of {name}"))?;
+    let status = current
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status());
+    if matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    ) {
+        return Ok(());
+    }
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(attribute)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("enabling the time to live of {name}"))?;
+    tracing::info!(table = name, attribute, "enabled the table's time to live");
     Ok(())
 }
 

@@ -6,10 +6,10 @@ use super::{
     Page, PageKey, Storage,
     items::{user_from_item, user_to_item},
     pages::Source,
-    writes::{OnCancel, s},
+    writes::{Claimed, OnCancel, Transacted, Written, s},
 };
 use crate::{
-    domain::{Email, PageSize, User, UserId, Username},
+    domain::{Claim, Email, PageSize, User, UserId, Username},
     error::AppError,
 };
 
@@ -67,7 +67,11 @@ impl Storage {
 
     /// Writes a new user and its username's guard in one transaction: `CONFLICT` when a
     /// user with that id exists already or the name (in any case) is taken.
-    pub async fn create_user(&self, user: &User) -> Result<(), AppError> {
+    pub async fn create_user(
+        &self,
+        user: &User,
+        claim: Option<&Claim>,
+    ) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
@@ -78,18 +82,23 @@ impl Storage {
             TransactWriteItem::builder().put(put).build(),
             self.guard_put(&user.username, &user.id)?,
         ];
-        self.transact(items, |reasons| {
-            OnCancel::Fail(if reasons[0].failed() {
-                AppError::Conflict(format!(
-                    "a user with id {:?} exists already",
-                    user.id.as_str()
-                ))
-            } else {
-                AppError::Conflict(format!("the username {:?} is taken", user.username))
+        let claimed = claim.map(|claim| Claimed {
+            claim,
+            result: user.id.as_str(),
+        });
+        let done = self
+            .transact(items, claimed, |reasons| {
+                OnCancel::Fail(if reasons[0].failed() {
+                    AppError::Conflict(format!(
+                        "a user with id {:?} exists already",
+                        user.id.as_str()
+                    ))
+                } else {
+                    AppError::Conflict(format!("the username {:?} is taken", user.username))
+                })
             })
-        })
-        .await?;
-        Ok(())
+            .await?;
+        Ok(done.written())
     }
 
     /// Changes the user's username and/or email. A new name takes its guard and frees the
@@ -100,7 +109,8 @@ impl Storage {
         id: &UserId,
         username: Option<Username>,
         email: Option<Email>,
-    ) -> Result<User, AppError> {
+        claim: Option<&Claim>,
+    ) -> Result<Written<User>, AppError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.user(id).await?.ok_or_else(|| {
                 AppError::NotFound(format!(
@@ -146,8 +156,12 @@ impl Storage {
             let mut items = vec![TransactWriteItem::builder().update(update).build()];
             items.extend(guards);
             let name = username.as_ref().map(Username::as_str).unwrap_or_default();
+            let claimed = claim.map(|claim| Claimed {
+                claim,
+                result: id.as_str(),
+            });
             let done = self
-                .transact(items, |reasons| {
+                .transact(items, claimed, |reasons| {
                     if reasons[0].failed() {
                         OnCancel::Retry
                     } else if reasons.get(1).is_some_and(|r| r.failed()) {
@@ -162,8 +176,10 @@ impl Storage {
                     }
                 })
                 .await?;
-            if done {
-                return Ok(updated);
+            match done {
+                Transacted::Applied => return Ok(Written::Applied(updated)),
+                Transacted::Replayed(id) => return Ok(Written::Replayed(id)),
+                Transacted::Retry => {}
             }
         }
         Err(AppError::Conflict(

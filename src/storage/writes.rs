@@ -1,22 +1,26 @@
 //! Conditional writes: transactions retried on conflicts, and edits of an item that
 //! only its author may make, at an expected version.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::anyhow;
 use aws_sdk_dynamodb::{
     operation::transact_write_items::TransactWriteItemsError,
     types::{
         AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
-        TransactWriteItem,
+        TransactWriteItem, Update,
     },
 };
 
 use super::{
-    Storage, backoff, classify,
+    Storage, backoff, classify, classify_write,
+    idempotency::replay_of,
     items::{Item, epoch_value},
 };
-use crate::{domain::UserId, error::AppError};
+use crate::{
+    domain::{Claim, UserId},
+    error::AppError,
+};
 
 /// Concurrent transactions on one item (many comments on one post at once) make
 /// DynamoDB cancel some with `TransactionConflict`; nothing was written then, so they
@@ -35,6 +39,41 @@ pub(crate) struct Cancellation {
 impl Cancellation {
     pub(crate) fn failed(&self) -> bool {
         self.code == "ConditionalCheckFailed"
+    }
+}
+
+/// What a write did: the change was applied, or a request with the same idempotency key
+/// applied it before, and this is its result (the id it made or touched).
+#[derive(Debug)]
+pub enum Written<T = ()> {
+    Applied(T),
+    Replayed(String),
+}
+
+/// A change made under an idempotency key, and the id it makes or touches (what a retry
+/// with the key gets back).
+#[derive(Clone, Copy)]
+pub(crate) struct Claimed<'a> {
+    pub claim: &'a Claim,
+    pub result: &'a str,
+}
+
+/// How a transaction ended, when it did not fail.
+pub(crate) enum Transacted {
+    Applied,
+    /// `on_cancel` asked the caller to read again and retry.
+    Retry,
+    /// The idempotency key's record was there: the change was made before.
+    Replayed(String),
+}
+
+impl Transacted {
+    /// What a transaction whose `on_cancel` never asks for a retry did.
+    pub(crate) fn written(self) -> Written {
+        match self {
+            Self::Applied | Self::Retry => Written::Applied(()),
+            Self::Replayed(id) => Written::Replayed(id),
+        }
     }
 }
 
@@ -64,28 +103,42 @@ pub(crate) fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 impl Storage {
-    /// Runs a write transaction. When DynamoDB cancels it for a failed condition,
-    /// `on_cancel` (given one reason per item, in order) decides the outcome; when it
-    /// cancels it for conflicts with other transactions, it is tried again.
-    /// `Ok(false)` means `on_cancel` asked the caller to read again and retry.
+    /// Runs a write transaction. With `claimed`, the idempotency record of the change is
+    /// written in the same transaction; if it exists already, the change was made before
+    /// and its result comes back (`Replayed`). When DynamoDB cancels the transaction for a
+    /// failed condition, `on_cancel` (given one reason per item of `items`, in order)
+    /// decides the outcome; when it cancels it for conflicts with other transactions, it is
+    /// tried again.
+    ///
+    /// Every attempt carries a `ClientRequestToken` of its own: the SDK's retries of one
+    /// attempt (after a timeout, or a dropped connection) send the same token, so that
+    /// DynamoDB applies the attempt once and answers the retry with its success, rather
+    /// than running it again and failing its own conditions.
     pub(crate) async fn transact(
         &self,
-        items: Vec<TransactWriteItem>,
+        mut items: Vec<TransactWriteItem>,
+        claimed: Option<Claimed<'_>>,
         on_cancel: impl Fn(&[Cancellation]) -> OnCancel,
-    ) -> Result<bool, AppError> {
+    ) -> Result<Transacted, AppError> {
+        let changes = items.len();
+        if let Some(claimed) = claimed {
+            items.push(self.claim_item(claimed.claim, claimed.result)?);
+        }
+        let write = uuid::Uuid::new_v4().simple().to_string();
         let mut retries = 0;
         loop {
             let result = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(format!("{write}-{retries}"))
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await;
             let err = match result {
                 Ok(output) => {
                     self.record("TransactWriteItems", output.consumed_capacity());
-                    return Ok(true);
+                    return Ok(Transacted::Applied);
                 }
                 Err(err) => err,
             };
@@ -101,12 +154,17 @@ impl Storage {
                     .collect(),
                 // Another transaction holds one of the items right now.
                 Some(TransactWriteItemsError::TransactionInProgressException(_)) => Vec::new(),
-                _ => return Err(classify("TransactWriteItems", err)),
+                _ => return Err(classify_write("TransactWriteItems", err)),
             };
+            if let (Some(claimed), Some(reason)) = (claimed, reasons.get(changes))
+                && let Some(replayed) = replay_of(claimed.claim, reason)
+            {
+                return replayed.map(Transacted::Replayed);
+            }
             if reasons.iter().any(Cancellation::failed) {
-                return match on_cancel(&reasons) {
+                return match on_cancel(&reasons[..changes.min(reasons.len())]) {
                     OnCancel::Fail(client_error) => Err(client_error),
-                    OnCancel::Retry => Ok(false),
+                    OnCancel::Retry => Ok(Transacted::Retry),
                 };
             }
             let retryable = reasons.is_empty()
@@ -137,8 +195,12 @@ impl Storage {
     /// Edits an item that only its author may edit: sets `changes`, stamps `UpdatedAt`,
     /// adds 1 to `Version` (items written by Da Vinci count as version 1), all on the
     /// condition that the item exists, `UserId` is `author`, and the version is
-    /// `expected_version` when given. One request; when a condition fails, the item as
-    /// it was tells which one: `NOT_FOUND`, `FORBIDDEN` or `CONFLICT`.
+    /// `expected_version` when given. When a condition fails, the item as it was tells
+    /// which one: `NOT_FOUND`, `FORBIDDEN` or `CONFLICT`.
+    ///
+    /// One `UpdateItem`; under an idempotency key, a transaction with the key's record
+    /// instead (and a read of the edited item, which a transaction does not return).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn edit(
         &self,
         table: &str,
@@ -147,32 +209,27 @@ impl Storage {
         author: &UserId,
         expected_version: Option<i64>,
         changes: Vec<(&str, AttributeValue)>,
-    ) -> Result<Item, AppError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(key.0, s(key.1))
-            .expression_attribute_names("#key", key.0)
-            .expression_attribute_values(":author", s(author.as_str()))
-            .expression_attribute_values(":now", epoch_value(crate::domain::now()))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        claim: Option<&Claim>,
+    ) -> Result<Written<Item>, AppError> {
+        let mut names: HashMap<String, String> =
+            HashMap::from([("#key".to_owned(), key.0.to_owned())]);
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":author".to_owned(), s(author.as_str())),
+            (":now".to_owned(), epoch_value(crate::domain::now())),
+            (":one".to_owned(), n(1)),
+        ]);
         let mut sets = vec![
             "UpdatedAt = :now".to_owned(),
             "Version = if_not_exists(Version, :one) + :one".to_owned(),
         ];
         for (i, (name, value)) in changes.into_iter().enumerate() {
-            update = update
-                .expression_attribute_names(format!("#c{i}"), name)
-                .expression_attribute_values(format!(":c{i}"), value);
+            names.insert(format!("#c{i}"), name.to_owned());
+            values.insert(format!(":c{i}"), value);
             sets.push(format!("#c{i} = :c{i}"));
         }
         let mut condition = "attribute_exists(#key) AND UserId = :author".to_owned();
         if let Some(version) = expected_version {
-            update = update.expression_attribute_values(":expected", n(version));
+            values.insert(":expected".to_owned(), n(version));
             // An item without `Version` (written by Da Vinci) is at version 1.
             condition.push_str(if version == 1 {
                 " AND (Version = :expected OR attribute_not_exists(Version))"
@@ -180,9 +237,54 @@ impl Storage {
                 " AND Version = :expected"
             });
         }
-        let result = update
-            .update_expression(format!("SET {}", sets.join(", ")))
+        let update_expression = format!("SET {}", sets.join(", "));
+        let refused =
+            |old: Option<&Item>| why_not_author_edit(what, key.1, author, expected_version, old);
+
+        if let Some(claim) = claim {
+            let update = Update::builder()
+                .table_name(table)
+                .key(key.0, s(key.1))
+                .update_expression(update_expression)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(AppError::internal)?;
+            let items = vec![TransactWriteItem::builder().update(update).build()];
+            let claimed = Claimed {
+                claim,
+                result: key.1,
+            };
+            return match self
+                .transact(items, Some(claimed), |reasons| {
+                    OnCancel::Fail(refused(reasons[0].item.as_ref()))
+                })
+                .await?
+            {
+                Transacted::Replayed(id) => Ok(Written::Replayed(id)),
+                Transacted::Applied | Transacted::Retry => {
+                    let item = self.get(table, key).await?;
+                    item.map(Written::Applied).ok_or_else(|| refused(None))
+                }
+            };
+        }
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(key.0, s(key.1))
+            .update_expression(update_expression)
             .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
@@ -190,6 +292,7 @@ impl Storage {
                 self.record("UpdateItem", output.consumed_capacity.as_slice());
                 output
                     .attributes
+                    .map(Written::Applied)
                     .ok_or_else(|| AppError::internal(anyhow!("UpdateItem returned no item")))
             }
             Err(err) => {
@@ -201,15 +304,36 @@ impl Storage {
                         _ => None,
                     })
                 else {
-                    return Err(classify("UpdateItem", err));
+                    return Err(classify_write("UpdateItem", err));
                 };
-                Err(why_not_author_edit(
-                    what,
-                    key.1,
-                    author,
-                    expected_version,
-                    failed.item(),
-                ))
+                Err(refused(failed.item()))
+            }
+        }
+    }
+
+    /// One item by its key, read consistently.
+    pub(crate) async fn get(
+        &self,
+        table: &str,
+        key: (&str, &str),
+    ) -> Result<Option<Item>, AppError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key.0, s(key.1))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match output {
+            Ok(output) => {
+                self.record("GetItem", output.consumed_capacity.as_slice());
+                Ok(output.item)
+            }
+            Err(err) => {
+                self.record("GetItem", &[]);
+                Err(classify("GetItem", err))
             }
         }
     }

@@ -152,6 +152,7 @@ pub fn test_settings(endpoint: &str) -> DynamoArgs {
         deployment_id: "test".into(),
         endpoint_url: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
+        timeouts: Default::default(),
     }
 }
 
@@ -289,7 +290,10 @@ impl TestApp {
             email: format!("{name}@example.com"),
             created_at: Some(at(0)),
         };
-        self.storage.create_user(&user).await.expect("user written");
+        self.storage
+            .create_user(&user, None)
+            .await
+            .expect("user written");
         user
     }
 
@@ -305,7 +309,10 @@ impl TestApp {
             version: 1,
             comment_count: 0,
         };
-        self.storage.create_post(&post).await.expect("post written");
+        self.storage
+            .create_post(&post, None)
+            .await
+            .expect("post written");
         post
     }
 
@@ -320,7 +327,7 @@ impl TestApp {
             version: 1,
         };
         self.storage
-            .add_comment(&comment)
+            .add_comment(&comment, None)
             .await
             .expect("comment written");
         comment

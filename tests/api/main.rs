@@ -2,6 +2,7 @@
 
 mod cost;
 mod davinci;
+mod exactly_once;
 mod faults;
 mod hardening;
 mod helpers;
@@ -9,6 +10,7 @@ mod hostile;
 mod http;
 mod mutations;
 mod properties;
+mod proxy;
 mod queries;
 mod schema;
 mod subscriptions;

@@ -1,0 +1,463 @@
+//! Exactly once, end to end: a retried mutation never doubles, and a stream hiccup never
+//! skips an event. Faults come from a proxy between the server and DynamoDB Local.
+
+use std::time::{Duration, Instant};
+
+use blog_graphql::{
+    config::{Config, SdkTimeouts},
+    domain::{Comment, CommentId, PostId, UserId},
+    storage::Storage,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, at, dynamodb_endpoint, spawn_app_until, test_config, test_settings},
+    proxy::{Fault, Proxy},
+    subscriptions::{COMMENTS, SUBSCRIBED, live},
+    ws_client::Client,
+};
+
+const ADD_COMMENT: &str = "mutation($p: ID!, $c: String!) { addComment(input: {postId: $p, content: $c}) { id post { commentCount } } }";
+const CREATE_POST: &str =
+    "mutation($t: String!) { createPost(input: {title: $t, content: \"c\"}) { id title } }";
+
+/// Short DynamoDB timeouts, so that a held answer times out quickly.
+fn quick() -> SdkTimeouts {
+    SdkTimeouts {
+        connect: Duration::from_secs(1),
+        attempt: Duration::from_millis(500),
+        operation: Duration::from_millis(1200),
+    }
+}
+
+/// A server whose DynamoDB traffic goes through a fault-injecting proxy, on tables of its
+/// own; `writer` reaches the same tables directly.
+struct Faulty {
+    app: TestApp,
+    proxy: Proxy,
+    writer: Storage,
+}
+
+async fn faulty(configure: impl FnOnce(&mut Config)) -> Faulty {
+    let proxy = Proxy::start(dynamodb_endpoint()).await;
+    let direct = test_settings(dynamodb_endpoint());
+    let writer = Storage::connect(&direct).await.expect("storage");
+    writer.create_tables().await.expect("tables");
+    let mut through = direct.clone();
+    through.endpoint_url = Some(proxy.endpoint.clone());
+    through.timeouts = quick();
+    let storage = Storage::connect(&through).await.expect("storage");
+    let mut config = test_config(through);
+    configure(&mut config);
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_user("u2", "bob").await;
+    app.add_post("p1", "u1", 0).await;
+    Faulty { app, proxy, writer }
+}
+
+/// Sends a mutation as `user`, with an idempotency key (as the header) when given.
+async fn mutate(
+    app: &TestApp,
+    user: &str,
+    key: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Value {
+    let mut request = app
+        .http
+        .post(format!("{}/graphql", app.url))
+        .bearer_auth(app.token(user))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn comment_count(app: &TestApp) -> (usize, Value) {
+    let body = app
+        .query("{ post(id: \"p1\") { commentCount } }", json!({}))
+        .await;
+    (
+        app.scan("comments").await.len(),
+        body["data"]["post"]["commentCount"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_comment_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    // DynamoDB commits the transaction; its answers (and those of the SDK's retries) are
+    // held back past the SDK's timeouts.
+    faulty.proxy.inject(
+        "TransactWriteItems",
+        Fault::Hold(Duration::from_millis(1500)),
+        3,
+    );
+    let variables = json!({ "p": "p1", "c": "hello" });
+    let lost = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables.clone()).await;
+    let error = &lost["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"],
+        json!("SERVICE_UNAVAILABLE"),
+        "{lost}"
+    );
+    assert_eq!(error["extensions"]["outcome"], json!("UNKNOWN"), "{lost}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("same idempotency key"),
+        "{lost}"
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(faulty.proxy.pending("TransactWriteItems"), 0);
+
+    // The client retries with the same key: the first comment, not a second.
+    let retried = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables.clone()).await;
+    let id = retried["data"]["addComment"]["id"].clone();
+    assert!(id.is_string(), "{retried}");
+    assert_eq!(
+        retried["data"]["addComment"]["post"]["commentCount"],
+        json!(1)
+    );
+    let again = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables).await;
+    assert_eq!(again["data"]["addComment"]["id"], id, "{again}");
+    assert_eq!(comment_count(app).await, (1, json!(1)));
+}
+
+#[tokio::test]
+async fn a_post_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    faulty.proxy.inject(
+        "TransactWriteItems",
+        Fault::Hold(Duration::from_millis(1500)),
+        3,
+    );
+    let lost = mutate(app, "u1", Some("p-1"), CREATE_POST, json!({ "t": "Hello" })).await;
+    assert_eq!(
+        lost["errors"][0]["extensions"]["outcome"],
+        json!("UNKNOWN"),
+        "{lost}"
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let retried = mutate(app, "u1", Some("p-1"), CREATE_POST, json!({ "t": "Hello" })).await;
+    assert_eq!(
+        retried["data"]["createPost"]["title"],
+        json!("Hello"),
+        "{retried}"
+    );
+    assert_eq!(app.scan("posts").await.len(), 2, "p1 and the one post made");
+}
+
+#[tokio::test]
+async fn an_sdk_retry_of_a_committed_transaction_succeeds() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    // The first attempt commits and its answer comes too late: the SDK sends the same
+    // attempt again, whose ClientRequestToken DynamoDB knows.
+    faulty.proxy.inject(
+        "TransactWriteItems",
+        Fault::Hold(Duration::from_millis(700)),
+        1,
+    );
+    let before = faulty.proxy.seen("TransactWriteItems");
+    let started = Instant::now();
+    let body = mutate(
+        app,
+        "u1",
+        None,
+        ADD_COMMENT,
+        json!({ "p": "p1", "c": "once" }),
+    )
+    .await;
+    assert!(body["errors"].is_null(), "not a condition failure: {body}");
+    let attempts = faulty.proxy.seen("TransactWriteItems") - before;
+    assert_eq!(attempts, 2, "the SDK sent the attempt again");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "after the attempt timed out"
+    );
+    assert_eq!(body["data"]["addComment"]["post"]["commentCount"], json!(1));
+    assert!(
+        faulty.proxy.seen("TransactWriteItems") >= 2,
+        "the SDK did retry"
+    );
+    assert_eq!(comment_count(app).await, (1, json!(1)));
+}
+
+#[tokio::test]
+async fn one_key_sent_at_once_by_many_requests_makes_one_item() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    let requests = (0..8).map(|_| {
+        mutate(
+            app,
+            "u1",
+            Some("race"),
+            CREATE_POST,
+            json!({ "t": "Raced" }),
+        )
+    });
+    let answers = futures::future::join_all(requests).await;
+    let ids: Vec<&Value> = answers
+        .iter()
+        .map(|a| &a["data"]["createPost"]["id"])
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0] && id.is_string()),
+        "{answers:?}"
+    );
+    assert_eq!(app.scan("posts").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_request_is_refused_and_writes_nothing() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    let first = mutate(
+        app,
+        "u1",
+        Some("k"),
+        ADD_COMMENT,
+        json!({ "p": "p1", "c": "one" }),
+    )
+    .await;
+    assert!(first["data"]["addComment"]["id"].is_string(), "{first}");
+    for (query, variables) in [
+        (ADD_COMMENT, json!({ "p": "p1", "c": "two" })),
+        (CREATE_POST, json!({ "t": "other" })),
+    ] {
+        let refused = mutate(app, "u1", Some("k"), query, variables).await;
+        assert_eq!(
+            refused["errors"][0]["extensions"]["code"],
+            json!("BAD_USER_INPUT"),
+            "{refused}"
+        );
+        let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("different"), "{message}");
+    }
+    assert_eq!(comment_count(app).await, (1, json!(1)));
+    assert_eq!(app.scan("posts").await.len(), 1);
+    // A key on a query changes nothing; a malformed key is refused.
+    let bad = mutate(
+        app,
+        "u1",
+        Some("caf\u{e9}"),
+        CREATE_POST,
+        json!({ "t": "x" }),
+    )
+    .await;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"],
+        json!("BAD_USER_INPUT"),
+        "{bad}"
+    );
+}
+
+#[tokio::test]
+async fn two_users_with_one_key_are_independent() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    let alice = mutate(
+        app,
+        "u1",
+        Some("same"),
+        ADD_COMMENT,
+        json!({ "p": "p1", "c": "hi" }),
+    )
+    .await;
+    let bob = mutate(
+        app,
+        "u2",
+        Some("same"),
+        ADD_COMMENT,
+        json!({ "p": "p1", "c": "hi" }),
+    )
+    .await;
+    let (a, b) = (
+        &alice["data"]["addComment"]["id"],
+        &bob["data"]["addComment"]["id"],
+    );
+    assert!(a.is_string() && b.is_string() && a != b, "{alice} {bob}");
+    assert_eq!(comment_count(app).await, (2, json!(2)));
+}
+
+#[tokio::test]
+async fn every_mutation_takes_a_key_and_replays_its_result() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    let twice = |user: &'static str, key: &'static str, query: &'static str, variables: Value| async move {
+        let first = mutate(app, user, Some(key), query, variables.clone()).await;
+        let second = mutate(app, user, Some(key), query, variables).await;
+        assert!(first["errors"].is_null(), "{first}");
+        assert_eq!(first, second, "{query}");
+        first
+    };
+    twice("u9", "a", "mutation { createUser(input: {username: \"nina\", email: \"n@example.com\"}) { id username } }", json!({})).await;
+    twice(
+        "u9",
+        "b",
+        "mutation { updateUser(input: {username: \"nina2\"}) { id username } }",
+        json!({}),
+    )
+    .await;
+    let post = twice("u9", "c", CREATE_POST, json!({ "t": "t" })).await;
+    let post = post["data"]["createPost"]["id"].clone();
+    twice(
+        "u9",
+        "d",
+        "mutation($p: ID!) { updatePost(id: $p, input: {title: \"t2\"}) { id version } }",
+        json!({ "p": post }),
+    )
+    .await;
+    let comment = twice(
+        "u9",
+        "e",
+        "mutation($p: ID!) { addComment(input: {postId: $p, content: \"x\"}) { id } }",
+        json!({ "p": post }),
+    )
+    .await;
+    let comment = comment["data"]["addComment"]["id"].clone();
+    twice(
+        "u9",
+        "f",
+        "mutation($c: ID!) { updateComment(id: $c, content: \"y\") { id version } }",
+        json!({ "c": comment }),
+    )
+    .await;
+    twice(
+        "u9",
+        "g",
+        "mutation($c: ID!) { deleteComment(id: $c) }",
+        json!({ "c": comment }),
+    )
+    .await;
+    twice(
+        "u9",
+        "h",
+        "mutation($p: ID!) { deletePost(id: $p) }",
+        json!({ "p": post }),
+    )
+    .await;
+    // The edits happened once each: version 2, not 3.
+    let users = app.scan("users").await;
+    assert!(
+        users
+            .iter()
+            .any(|u| u["Username"].as_s().ok().map(String::as_str) == Some("nina2"))
+    );
+}
+
+#[tokio::test]
+async fn a_key_rides_in_extensions_over_a_websocket() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    let mut client = Client::connect(app, Some(&app.token("u1"))).await;
+    for id in ["1", "2"] {
+        client
+            .subscribe_to(
+                id,
+                json!({ "query": ADD_COMMENT, "variables": { "p": "p1", "c": "ws" },
+                        "extensions": { "idempotencyKey": "ws-key" } }),
+            )
+            .await;
+        let answer = client
+            .event(id, Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        assert!(answer["data"]["addComment"]["id"].is_string(), "{answer}");
+        let _complete = client.receive(Duration::from_secs(5)).await;
+    }
+    assert_eq!(comment_count(app).await, (1, json!(1)));
+}
+
+#[tokio::test]
+async fn stream_failures_in_a_burst_lose_no_event_and_repeat_none() {
+    let faulty = faulty(|config| {
+        config.live = live();
+        config.live.describe_interval = Duration::from_millis(300);
+    })
+    .await;
+    let app = &faulty.app;
+    let mut client = Client::connect(app, None).await;
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+
+    let comments = app.storage.tables().comments.clone();
+    let table = Some(comments.as_str());
+    let proxy = &faulty.proxy;
+    let writer = async {
+        for i in 0..150 {
+            match i {
+                // The periodic look at the comments' shards fails (every SDK attempt).
+                30 => proxy.inject_when("DescribeStream", table, Fault::Fail, 6),
+                // The comments' iterator expires, and renewing it fails a few times
+                // (DynamoDB Local's iterators name their table).
+                60 => {
+                    proxy.inject_when("GetShardIterator", table, Fault::Fail, 6);
+                    let expired = Fault::Error("ExpiredIteratorException");
+                    proxy.inject_when("GetRecords", table, expired, 1);
+                }
+                // Reading the comments fails a few times.
+                90 => proxy.inject_when("GetRecords", table, Fault::Fail, 6),
+                _ => {}
+            }
+            let comment = Comment {
+                id: CommentId::parse(format!("c{i:03}")).expect("id"),
+                post_id: PostId::parse("p1").expect("id"),
+                author_id: UserId::parse("u1").expect("id"),
+                content: format!("comment {i}"),
+                created_at: at(1 + i),
+                updated_at: at(1 + i),
+                version: 1,
+            };
+            faulty
+                .writer
+                .add_comment(&comment, None)
+                .await
+                .expect("acknowledged");
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    };
+    let reader = async {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < 150 && Instant::now() < deadline {
+            if let Some(event) = client.event("s", Duration::from_secs(10)).await {
+                seen.push(
+                    event["data"]["commentAdded"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+        // Anything more would be a repeat.
+        if let Some(extra) = client.receive(Duration::from_secs(2)).await {
+            seen.push(format!("extra: {extra}"));
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(writer, reader);
+    let expected: Vec<String> = (0..150).map(|i| format!("c{i:03}")).collect();
+    assert_eq!(seen, expected, "every comment once, in order");
+    for operation in ["DescribeStream", "GetShardIterator", "GetRecords"] {
+        assert_eq!(
+            faulty.proxy.pending(operation),
+            0,
+            "{operation}'s faults were all met"
+        );
+    }
+}
