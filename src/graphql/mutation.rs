@@ -72,7 +72,8 @@ impl Mutation {
         if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
             return Ok(User(replay_user(&loaders, id).await?));
         }
-        match loaders.storage().create_user(&user, claim.as_ref()).await? {
+        let written = loaders.storage().create_user(&user, claim.as_ref()).await;
+        match settled(&loaders, claim.as_ref(), written).await? {
             Written::Applied(()) => {
                 loaders.prime_users(vec![user.clone()]).await;
                 Ok(User(user))
@@ -107,7 +108,8 @@ impl Mutation {
         let written = loaders
             .storage()
             .update_user(&id, username, email, claim.as_ref())
-            .await?;
+            .await;
+        let written = settled(&loaders, claim.as_ref(), written).await?;
         match written {
             Written::Applied(user) => {
                 loaders.prime_users(vec![user.clone()]).await;
@@ -131,7 +133,8 @@ impl Mutation {
         if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
             return Ok(Post(replay_post(&loaders, id).await?));
         }
-        match loaders.storage().create_post(&post, claim.as_ref()).await? {
+        let written = loaders.storage().create_post(&post, claim.as_ref()).await;
+        match settled(&loaders, claim.as_ref(), written).await? {
             Written::Applied(()) => {
                 loaders.prime_posts(vec![post.clone()]).await;
                 Ok(Post(post))
@@ -168,7 +171,8 @@ impl Mutation {
         let written = loaders
             .storage()
             .update_post(&author, &id, title, content, expected, claim.as_ref())
-            .await?;
+            .await;
+        let written = settled(&loaders, claim.as_ref(), written).await?;
         match written {
             Written::Applied(post) => {
                 loaders.prime_posts(vec![post.clone()]).await;
@@ -192,7 +196,8 @@ impl Mutation {
         let written = loaders
             .storage()
             .delete_post(&author, &post, claim.as_ref())
-            .await?;
+            .await;
+        let written = settled(&loaders, claim.as_ref(), written).await?;
         Ok(match written {
             Written::Applied(()) => ID(post.into_string()),
             Written::Replayed(id) => ID(id),
@@ -219,7 +224,8 @@ impl Mutation {
         let written = loaders
             .storage()
             .update_comment(&author, &id, content, expected, claim.as_ref())
-            .await?;
+            .await;
+        let written = settled(&loaders, claim.as_ref(), written).await?;
         match written {
             Written::Applied(comment) => Ok(Comment(comment)),
             Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
@@ -239,7 +245,8 @@ impl Mutation {
         let written = loaders
             .storage()
             .delete_comment(&viewer_id, &comment, claim.as_ref())
-            .await?;
+            .await;
+        let written = settled(&loaders, claim.as_ref(), written).await?;
         Ok(match written {
             Written::Applied(()) => ID(comment.into_string()),
             Written::Replayed(id) => ID(id),
@@ -261,11 +268,11 @@ impl Mutation {
         if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
             return Ok(Comment(replay_comment(&loaders, id).await?));
         }
-        match loaders
+        let written = loaders
             .storage()
             .add_comment(&comment, claim.as_ref())
-            .await?
-        {
+            .await;
+        match settled(&loaders, claim.as_ref(), written).await? {
             Written::Applied(()) => Ok(Comment(comment)),
             Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
         }
@@ -277,6 +284,22 @@ async fn replayed(loaders: &Loaders, claim: Option<&Claim>) -> Result<Option<Str
     match claim {
         Some(claim) => loaders.storage().claimed(claim).await,
         None => Ok(None),
+    }
+}
+
+/// A change under a key that failed may have lost a race to a copy of its own request
+/// (the same key, the same request) that made it: then that change's result is the answer.
+async fn settled<T>(
+    loaders: &Loaders,
+    claim: Option<&Claim>,
+    written: Result<Written<T>, AppError>,
+) -> Result<Written<T>, AppError> {
+    match (written, claim) {
+        (Err(err), Some(claim)) => match loaders.storage().claimed(claim).await {
+            Ok(Some(id)) => Ok(Written::Replayed(id)),
+            _ => Err(err),
+        },
+        (written, _) => written,
     }
 }
 

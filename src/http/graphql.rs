@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{AppState, wire};
 use crate::{
+    domain::IdempotencyKey,
     error::AppError,
     graphql::{
         Caller, Outcome, Started, Transport,
@@ -222,9 +223,17 @@ async fn execute(
     transport: Transport,
 ) -> axum::response::Response {
     if let Some(header) = headers.get(IDEMPOTENCY_HEADER) {
-        let key = async_graphql::Value::String(header.to_str().unwrap_or("\u{0}").to_owned());
+        let text = header.to_str().unwrap_or("\u{0}");
+        let key = async_graphql::Value::String(text.to_owned());
+        // Both forms of one key ("k" as a structured field, k as it is) are the same key.
+        let same = |given: &async_graphql::Value| match (given, IdempotencyKey::parse(text)) {
+            (async_graphql::Value::String(given), Ok(parsed)) => {
+                IdempotencyKey::parse(given).is_ok_and(|given| given == parsed)
+            }
+            (given, _) => given == &key,
+        };
         let given = request.extensions.get(wire::IDEMPOTENCY_KEY);
-        if given.is_some_and(|given| given != &key) {
+        if given.is_some_and(|given| !same(given)) {
             return request_error(
                 media,
                 StatusCode::BAD_REQUEST,

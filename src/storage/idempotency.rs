@@ -82,7 +82,29 @@ impl Storage {
             .await?;
         match record {
             Some(record) if !expired(&record) => replay(claim, &record),
-            _ => Ok(None),
+            Some(_) => {
+                // Expired, not yet removed by the time to live: it goes now, whole, so that
+                // none of its results is taken for the new request's.
+                let deleted = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.tables.idempotency)
+                    .key(KEY, s(&record_key(claim)))
+                    .condition_expression("#expires < :now")
+                    .expression_attribute_names("#expires", EXPIRES_AT)
+                    .expression_attribute_values(
+                        ":now",
+                        AttributeValue::N(epoch_seconds(Duration::ZERO).to_string()),
+                    )
+                    .send()
+                    .await;
+                self.record("DeleteItem", &[]);
+                if let Err(err) = deleted {
+                    tracing::debug!(error = ?err, "an expired idempotency record stayed");
+                }
+                Ok(None)
+            }
+            None => Ok(None),
         }
     }
 

@@ -179,31 +179,105 @@ where
     }
 }
 
-/// Sorts the error of a write. When the request may have reached DynamoDB and no answer
-/// came back (a timeout, a connection lost after the request went out, an answer that
-/// could not be read, DynamoDB's own internal error), the change may have been made: the
-/// outcome is unknown, and the client is told so. Otherwise as [`classify`].
-fn classify_write<E, R>(operation: &'static str, err: SdkError<E, R>) -> AppError
+/// What a failed write attempt tells about the change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteFailure {
+    /// DynamoDB did not apply it (throttling, a refused connection): it may be sent again.
+    NotApplied,
+    /// The attempt went out and no definite answer came back (a timeout, a connection lost
+    /// after the request went out, an answer that could not be read, a server error): it
+    /// may have been applied.
+    Unanswered,
+    /// Anything else (the request itself is wrong): sending it again changes nothing.
+    Final,
+}
+
+pub(crate) fn write_failure<E, R>(err: &SdkError<E, R>) -> WriteFailure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let unknown = match &err {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        // A connection refused never carried the request; anything else may have.
-        SdkError::DispatchFailure(_) => !refused_connection(&err),
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some("InternalServerError" | "ServiceUnavailable")
-        ),
-        _ => false,
-    };
-    if unknown {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => WriteFailure::Unanswered,
+        SdkError::DispatchFailure(_) if refused_connection(err) => WriteFailure::NotApplied,
+        SdkError::DispatchFailure(_) => WriteFailure::Unanswered,
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded",
+            ) => WriteFailure::NotApplied,
+            Some("InternalServerError" | "ServiceUnavailable") => WriteFailure::Unanswered,
+            // A server error without a code (from a proxy on the way, say).
+            None if format!("{:?}", service.raw()).contains("status: 5") => {
+                WriteFailure::Unanswered
+            }
+            _ => WriteFailure::Final,
+        },
+        _ => WriteFailure::Final,
+    }
+}
+
+/// Sorts the error of a write's last attempt: when it went out and got no definite
+/// answer, the change may have been made, the outcome is unknown, and the client is told
+/// so (`uncertain` says an earlier attempt of the same write was left so). Otherwise as
+/// [`classify`].
+fn classify_write<E, R>(operation: &'static str, err: SdkError<E, R>, uncertain: bool) -> AppError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if uncertain || write_failure(&err) == WriteFailure::Unanswered {
         AppError::outcome_unknown(
             anyhow::Error::new(err).context(format!("DynamoDB {operation} got no answer")),
         )
     } else {
         classify(operation, err)
+    }
+}
+
+impl Storage {
+    /// Writes are retried here rather than by the SDK: a retry must know what the
+    /// attempts before it did, which the SDK does not tell. Each call of a write carries
+    /// this: the client's own configuration (its timeouts above all), without retries.
+    pub(crate) fn no_sdk_retries(&self) -> aws_sdk_dynamodb::config::Builder {
+        self.client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+    }
+}
+
+/// How many times a write is sent when DynamoDB did not apply it (throttling).
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// Sends a single-item write (`UpdateItem`, `DeleteItem`), again when DynamoDB did not
+/// apply it (throttling); never again when the outcome is open, as such a write is not
+/// idempotent (`Version + 1` applied twice is two edits).
+pub(crate) async fn write_once<T, E, R, Fut>(
+    mut send: impl FnMut() -> Fut,
+) -> Result<T, SdkError<E, R>>
+where
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut attempt = 1;
+    loop {
+        match send().await {
+            Err(err)
+                if attempt < WRITE_ATTEMPTS && write_failure(&err) == WriteFailure::NotApplied =>
+            {
+                tokio::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(50),
+                    Duration::from_secs(1),
+                ))
+                .await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use super::{
     items::{Item, post_from_item, post_to_item},
     pages::Source,
     tables::USER_POSTS_INDEX,
+    write_once,
     writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string, why_not_author_edit},
 };
 use crate::{
@@ -289,7 +290,7 @@ impl Storage {
                 }
             };
         }
-        let result = self
+        let delete = self
             .client
             .delete_item()
             .table_name(&self.tables.posts)
@@ -297,9 +298,15 @@ impl Storage {
             .condition_expression(condition)
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        let result = write_once(|| {
+            delete
+                .clone()
+                .customize()
+                .config_override(self.no_sdk_retries())
+                .send()
+        })
+        .await;
         match result {
             Ok(output) => {
                 self.record("DeleteItem", output.consumed_capacity.as_slice());
@@ -314,7 +321,7 @@ impl Storage {
                         _ => None,
                     })
                 else {
-                    return Err(classify_write("DeleteItem", err));
+                    return Err(classify_write("DeleteItem", err, false));
                 };
                 refused(failed.item())
             }

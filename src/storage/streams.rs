@@ -34,9 +34,13 @@ use std::{
 use anyhow::Context as _;
 use aws_sdk_dynamodbstreams::{
     Client as StreamsClient,
-    operation::{get_records::GetRecordsError, get_shard_iterator::GetShardIteratorError},
+    operation::{
+        describe_stream::DescribeStreamError, get_records::GetRecordsError,
+        get_shard_iterator::GetShardIteratorError,
+    },
     types::{OperationType, Shard, ShardIteratorType},
 };
+use futures::future::BoxFuture;
 use tokio::{
     sync::{broadcast, watch},
     task::JoinSet,
@@ -143,27 +147,49 @@ pub enum Position {
     Finished,
 }
 
-/// Where each shard's reading stands, so that reading resumes where it stopped.
+/// Where each shard's reading stands, so that reading resumes where it stopped. Kept in
+/// memory by [`MemoryCheckpoints`]; a store in DynamoDB (for a single reader that a fleet
+/// shares) implements the same two calls. Readers save once per page of records.
 pub trait Checkpoints: Send + Sync {
-    fn load(&self, stream: &str, shard: &str) -> Option<Position>;
-    fn save(&self, stream: &str, shard: &str, position: Position);
+    /// The positions known for a stream's shards.
+    fn load<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<HashMap<String, Position>>>;
+    fn save<'a>(
+        &'a self,
+        stream: &'a str,
+        shard: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Checkpoints in memory: they last as long as the process.
 #[derive(Default)]
-pub struct MemoryCheckpoints(Mutex<HashMap<(String, String), Position>>);
+pub struct MemoryCheckpoints(Mutex<HashMap<String, HashMap<String, Position>>>);
 
 impl Checkpoints for MemoryCheckpoints {
-    fn load(&self, stream: &str, shard: &str) -> Option<Position> {
+    fn load<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<HashMap<String, Position>>> {
         let positions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        positions
-            .get(&(stream.to_owned(), shard.to_owned()))
-            .cloned()
+        let known = positions.get(stream).cloned().unwrap_or_default();
+        Box::pin(std::future::ready(Ok(known)))
     }
 
-    fn save(&self, stream: &str, shard: &str, position: Position) {
+    fn save<'a>(
+        &'a self,
+        stream: &'a str,
+        shard: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         let mut positions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        positions.insert((stream.to_owned(), shard.to_owned()), position);
+        positions
+            .entry(stream.to_owned())
+            .or_default()
+            .insert(shard.to_owned(), position);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -174,6 +200,12 @@ fn later(a: &str, b: &str) -> bool {
         longer => longer == Order::Greater,
     }
 }
+
+/// How far before reading began a record may have been written and still be delivered:
+/// a record's creation time is rounded down (to the second on AWS, to the minute by
+/// DynamoDB Local) and clocks disagree a little, and delivering a minute of old records
+/// after a restart beats skipping a new one.
+const CLOCK_MARGIN: Duration = Duration::from_secs(65);
 
 struct Follower {
     dynamodb: aws_sdk_dynamodb::Client,
@@ -255,8 +287,18 @@ impl Follower {
                 .stream_arn(arn)
                 .set_exclusive_start_shard_id(start)
                 .send()
-                .await
-                .context("describing the stream")?;
+                .await;
+            let output = match output {
+                Ok(output) => output,
+                Err(err) => {
+                    let gone = matches!(
+                        err.as_service_error(),
+                        Some(DescribeStreamError::ResourceNotFoundException(_))
+                    );
+                    let err = anyhow::Error::new(err).context("describing the stream");
+                    return Err(if gone { err.context(STREAM_GONE) } else { err });
+                }
+            };
             let description = output.stream_description.context("no stream description")?;
             shards.extend(description.shards.unwrap_or_default());
             start = description.last_evaluated_shard_id;
@@ -264,24 +306,6 @@ impl Follower {
                 return Ok(shards);
             }
         }
-    }
-
-    /// Where a shard's reading starts: its checkpoint, or, for a shard never read, now
-    /// (at the first look) or its beginning (later).
-    fn position(&self, arn: &str, shard: &Shard) -> Option<Position> {
-        let id = shard.shard_id()?;
-        if let Some(position) = self.checkpoints.load(arn, id) {
-            return Some(position);
-        }
-        let closed = shard
-            .sequence_number_range()
-            .is_some_and(|r| r.ending_sequence_number().is_some());
-        Some(match (self.started, closed) {
-            // History is not news: pass over closed shards, read open ones from now on.
-            (false, true) => Position::Finished,
-            (false, false) => Position::Latest,
-            (true, _) => Position::Beginning,
-        })
     }
 
     /// Follows one stream until shutdown (`Ok`) or until it cannot go on (`Err`: the
@@ -293,27 +317,38 @@ impl Follower {
         let mut readers = JoinSet::new();
         let mut reading: HashSet<String> = HashSet::new();
         loop {
-            match self.shards(&arn).await {
-                Ok(shards) => self.start_readers(&arn, &shards, &mut readers, &mut reading),
+            let listed = match self.shards(&arn).await {
+                Ok(shards) => Ok(shards),
+                Err(err) if gone(&err) => Err(err),
                 Err(err) if self.started => {
                     tracing::warn!(table = %self.table, error = ?err, "listing the stream's shards failed; the shards being read carry on");
+                    Ok(Vec::new())
                 }
-                Err(err) => return Err(err),
+                Err(err) => Err(err),
+            };
+            let started = match listed {
+                Ok(shards) => {
+                    self.start_readers(&arn, &shards, &mut readers, &mut reading)
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = started {
+                readers.shutdown().await;
+                return Err(err);
             }
             // Wait for a shard to be read to its end (its children can start), a reader to
             // fail, the next periodic look at the shard list, or shutdown.
             tokio::select! {
                 Some(result) = readers.join_next(), if !readers.is_empty() => {
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(err)) => {
-                            readers.shutdown().await;
-                            return Err(err);
-                        }
-                        Err(join) => {
-                            readers.shutdown().await;
-                            return Err(anyhow::anyhow!("a shard reader failed: {join}"));
-                        }
+                    let failed = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(err)) => Some(err),
+                        Err(join) => Some(anyhow::anyhow!("a shard reader failed: {join}")),
+                    };
+                    if let Some(err) = failed {
+                        readers.shutdown().await;
+                        return Err(err);
                     }
                 }
                 stop = sleep_or_shutdown(self.describe_interval, &mut self.shutdown) => {
@@ -326,41 +361,48 @@ impl Follower {
         }
     }
 
-    fn start_readers(
+    /// Starts a reader for each listed shard that has none and is not read to its end.
+    async fn start_readers(
         &mut self,
         arn: &str,
         shards: &[Shard],
         readers: &mut JoinSet<anyhow::Result<()>>,
         reading: &mut HashSet<String>,
-    ) {
-        let known: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
+    ) -> anyhow::Result<()> {
+        let mut known = self.checkpoints.load(arn).await?;
+        // With positions on record (another process's, for a store that outlives one), this
+        // is not the first look: a shard with none is new.
+        let first = !self.started && known.is_empty();
+        let listed: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
         for shard in shards {
             let Some(id) = shard.shard_id() else { continue };
             if reading.contains(id) {
                 continue;
             }
-            let Some(position) = self.position(arn, shard) else {
-                continue;
+            let closed = shard
+                .sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_some());
+            let position = match known.get(id) {
+                Some(position) => position.clone(),
+                // History is not news: pass over closed shards, read open ones from now on.
+                None if first && closed => Position::Finished,
+                None if first => Position::Latest,
+                None => Position::Beginning,
             };
             if position == Position::Finished {
-                self.checkpoints.save(arn, id, Position::Finished);
+                if !known.contains_key(id) {
+                    self.checkpoints.save(arn, id, Position::Finished).await?;
+                    known.insert(id.to_owned(), Position::Finished);
+                }
                 continue;
             }
             // A child is read once its parent is read to its end.
             let parent_pending = shard.parent_shard_id().is_some_and(|parent| {
-                known.contains(parent)
-                    && self.checkpoints.load(arn, parent) != Some(Position::Finished)
+                listed.contains(parent) && known.get(parent) != Some(&Position::Finished)
             });
             if parent_pending {
                 continue;
             }
-            if position == Position::Latest {
-                // Were this reader to start again before it delivers anything, it
-                // resumes with what was written from now on.
-                self.checkpoints
-                    .save(arn, id, Position::Since(SystemTime::now()));
-            }
-            reading.insert(id.to_owned());
             let reader = ShardReader {
                 streams: self.streams.clone(),
                 arn: arn.to_owned(),
@@ -372,12 +414,31 @@ impl Follower {
                 shutdown: self.shutdown.clone(),
                 checkpoints: self.checkpoints.clone(),
             };
-            readers.spawn(reader.read(position));
+            // From now on: the iterator is taken before the feed says it is ready, so
+            // that everything written after that is read. Should the reader start again
+            // before it delivers anything, it resumes with what was written from now on.
+            let (position, first_iterator) = if position == Position::Latest {
+                let since = Position::Since(SystemTime::now());
+                self.checkpoints.save(arn, id, since.clone()).await?;
+                let iterator = match reader.iterator(&Position::Latest).await {
+                    Ok(iterator) => iterator,
+                    Err(err) => {
+                        tracing::warn!(table = %self.table, shard = %id, error = ?err, "getting a LATEST iterator failed; reading from the shard's start, without older records");
+                        None
+                    }
+                };
+                (since, iterator)
+            } else {
+                (position, None)
+            };
+            reading.insert(id.to_owned());
+            readers.spawn(reader.read(position, first_iterator));
         }
         if !self.started {
             self.started = true;
             self.ready.send_modify(|tables| *tables += 1);
         }
+        Ok(())
     }
 }
 
@@ -394,10 +455,18 @@ struct ShardReader {
 }
 
 impl ShardReader {
-    /// Reads the shard from `position` to its end (it closed) or until shutdown. Fails
-    /// only when the stream is gone; anything else is retried from the checkpoint.
-    async fn read(mut self, mut position: Position) -> anyhow::Result<()> {
-        let mut iterator: Option<String> = None;
+    /// Reads the shard from `position` (or from `first`, an iterator taken already) to
+    /// its end (it closed) or until shutdown. Fails only when the stream is gone; anything
+    /// else is retried from the checkpoint.
+    async fn read(mut self, mut position: Position, first: Option<String>) -> anyhow::Result<()> {
+        let mut iterator: Option<String> = first;
+        // Records written before this are history (a shard read from "now" that has to
+        // start over from its oldest record); once a later record is delivered, every
+        // record after it is later too.
+        let mut since = match &position {
+            Position::Since(since) => Some(*since),
+            _ => None,
+        };
         // The last record seen, delivered or passed over: nothing at or before it again.
         let mut last: Option<String> = match &position {
             Position::After(sequence) => Some(sequence.clone()),
@@ -412,13 +481,9 @@ impl ShardReader {
                 Some(current) => current,
                 None => match self.iterator(&position).await {
                     Ok(Some(fresh)) => fresh,
-                    // No iterator for a shard: it is gone with its records (trimmed).
-                    Ok(None) => {
-                        self.checkpoints
-                            .save(&self.arn, &self.shard, Position::Finished);
-                        return Ok(());
-                    }
-                    Err(err) if gone(&err) => return Err(err),
+                    // No iterator for a shard: it is read to its end.
+                    Ok(None) => return self.finished().await,
+                    Err(err) if gone(&err) => return self.lost(err).await,
                     Err(err) => {
                         failures += 1;
                         tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "getting a shard iterator failed; retrying");
@@ -440,6 +505,7 @@ impl ShardReader {
                 Ok(output) => {
                     failures = 0;
                     let records = output.records.unwrap_or_default();
+                    let mut delivered = false;
                     for record in &records {
                         let Some(data) = record.dynamodb() else {
                             continue;
@@ -451,23 +517,27 @@ impl ShardReader {
                         if last.as_deref().is_some_and(|last| !later(sequence, last)) {
                             continue;
                         }
-                        let history = match &position {
-                            Position::Since(since) => data
-                                .approximate_creation_date_time()
+                        last = Some(sequence.to_owned());
+                        let history = since.is_some_and(|since| {
+                            data.approximate_creation_date_time()
                                 .and_then(|at| SystemTime::try_from(*at).ok())
-                                .is_some_and(|at| at + Duration::from_secs(1) <= *since),
-                            _ => false,
-                        };
-                        if !history
-                            && record.event_name() == Some(&OperationType::Insert)
+                                .is_some_and(|at| at + CLOCK_MARGIN <= since)
+                        });
+                        if history {
+                            // Passed over, and not a position: a restart filters again.
+                            continue;
+                        }
+                        since = None;
+                        if record.event_name() == Some(&OperationType::Insert)
                             && let Some(image) = data.new_image()
                         {
                             self.publish(image.clone());
                         }
-                        last = Some(sequence.to_owned());
                         position = Position::After(sequence.to_owned());
-                        self.checkpoints
-                            .save(&self.arn, &self.shard, position.clone());
+                        delivered = true;
+                    }
+                    if delivered {
+                        self.save(position.clone()).await;
                     }
                     match output.next_shard_iterator {
                         Some(next) => {
@@ -478,19 +548,16 @@ impl ShardReader {
                                 return Ok(());
                             }
                         }
-                        None => {
-                            tracing::debug!(table = %self.table, shard = %self.shard, "shard closed and read to its end");
-                            self.checkpoints
-                                .save(&self.arn, &self.shard, Position::Finished);
-                            return Ok(());
-                        }
+                        None => return self.finished().await,
                     }
                 }
                 Err(err) => match err.as_service_error() {
                     Some(GetRecordsError::ResourceNotFoundException(_)) => {
-                        return Err(anyhow::Error::new(err).context(STREAM_GONE));
+                        return self
+                            .lost(anyhow::Error::new(err).context(STREAM_GONE))
+                            .await;
                     }
-                    // Renewed from the checkpoint.
+                    // Renewed from the position.
                     Some(GetRecordsError::ExpiredIteratorException(_)) => {}
                     Some(GetRecordsError::TrimmedDataAccessException(_)) => {
                         tracing::error!(
@@ -498,7 +565,8 @@ impl ShardReader {
                             shard = %self.shard,
                             after = ?last,
                             "records of the shard were trimmed (24 hours) before they were read: \
-                             events between the last one delivered and the oldest one left are lost"
+                             the events after the last one delivered, up to the oldest one left, \
+                             are lost; reading resumes at the oldest one left"
                         );
                         position = Position::Beginning;
                     }
@@ -514,6 +582,30 @@ impl ShardReader {
                 },
             }
         }
+    }
+
+    /// Records a position; a store that fails only costs records read again later.
+    async fn save(&self, position: Position) {
+        if let Err(err) = self
+            .checkpoints
+            .save(&self.arn, &self.shard, position)
+            .await
+        {
+            tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "saving a checkpoint failed");
+        }
+    }
+
+    async fn finished(&self) -> anyhow::Result<()> {
+        tracing::debug!(table = %self.table, shard = %self.shard, "shard read to its end");
+        self.save(Position::Finished).await;
+        Ok(())
+    }
+
+    /// The shard is not found: gone with its records, or with the whole stream. The
+    /// shard is done either way; the follower finds out which when it lists the shards.
+    async fn lost(&self, err: anyhow::Error) -> anyhow::Result<()> {
+        tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "the shard is not found; its reading ends");
+        self.finished().await
     }
 
     /// Waits after a failure; `true` when the server is shutting down meanwhile.
@@ -556,8 +648,9 @@ impl ShardReader {
                     table = %self.table,
                     shard = %self.shard,
                     ?position,
-                    "the shard's position was trimmed (24 hours) before it was read: \
-                     events up to the oldest one left are lost"
+                    "the shard's position was trimmed (24 hours) before it was read: the events \
+                     after it, up to the oldest one left, are lost; reading resumes at the \
+                     oldest one left"
                 );
                 Box::pin(self.iterator(&Position::Beginning)).await
             }
@@ -590,8 +683,8 @@ impl ShardReader {
     }
 }
 
-/// The context of an error that means the stream is gone (the table was recreated, or
-/// its stream turned off): the follower starts over with the table's current stream.
+/// The context of an error that means the stream (or a shard) is not found: the table was
+/// recreated, its stream turned off, or a shard's records are gone.
 const STREAM_GONE: &str = "the stream is gone";
 
 fn gone(err: &anyhow::Error) -> bool {
@@ -610,13 +703,23 @@ mod tests {
         assert!(!later("5", "5"));
     }
 
-    #[test]
-    fn checkpoints_remember_each_shard_of_each_stream() {
+    #[tokio::test]
+    async fn checkpoints_remember_each_shard_of_each_stream() {
         let store = MemoryCheckpoints::default();
-        assert_eq!(store.load("s", "a"), None);
-        store.save("s", "a", Position::After("7".into()));
-        store.save("t", "a", Position::Finished);
-        assert_eq!(store.load("s", "a"), Some(Position::After("7".into())));
-        assert_eq!(store.load("t", "a"), Some(Position::Finished));
+        assert!(store.load("s").await.expect("loads").is_empty());
+        store
+            .save("s", "a", Position::After("7".into()))
+            .await
+            .expect("saves");
+        store
+            .save("t", "a", Position::Finished)
+            .await
+            .expect("saves");
+        let s = store.load("s").await.expect("loads");
+        assert_eq!(s.get("a"), Some(&Position::After("7".into())));
+        assert_eq!(
+            store.load("t").await.expect("loads").get("a"),
+            Some(&Position::Finished)
+        );
     }
 }

@@ -13,9 +13,10 @@ use aws_sdk_dynamodb::{
 };
 
 use super::{
-    Storage, backoff, classify, classify_write,
+    Storage, WRITE_ATTEMPTS, WriteFailure, backoff, classify, classify_write,
     idempotency::replay_of,
     items::{Item, epoch_value},
+    write_failure, write_once,
 };
 use crate::{
     domain::{Claim, UserId},
@@ -124,15 +125,24 @@ impl Storage {
         if let Some(claimed) = claimed {
             items.push(self.claim_item(claimed.claim, claimed.result)?);
         }
+        // One token per attempt that DynamoDB definitely did not apply (it cancelled it);
+        // an attempt whose fate is open is sent again with its own token, so that DynamoDB
+        // applies it once and answers the copy with its success.
         let write = uuid::Uuid::new_v4().simple().to_string();
-        let mut retries = 0;
+        let mut token = 0u32;
+        let mut conflicts = 0;
+        let mut unanswered = 0;
+        // Whether an attempt went out and got no definite answer: it may have been applied.
+        let mut uncertain = false;
         loop {
             let result = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
-                .client_request_token(format!("{write}-{retries}"))
+                .client_request_token(format!("{write}-{token}"))
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .customize()
+                .config_override(self.no_sdk_retries())
                 .send()
                 .await;
             let err = match result {
@@ -152,9 +162,30 @@ impl Storage {
                         item: r.item().cloned(),
                     })
                     .collect(),
-                // Another transaction holds one of the items right now.
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => Vec::new(),
-                _ => return Err(classify_write("TransactWriteItems", err)),
+                // An earlier attempt with this token is still running: ask again later.
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    uncertain = true;
+                    unanswered += 1;
+                    if unanswered >= WRITE_ATTEMPTS {
+                        return Err(classify_write("TransactWriteItems", err, uncertain));
+                    }
+                    self.pause(unanswered).await;
+                    continue;
+                }
+                _ => match write_failure(&err) {
+                    WriteFailure::Final => {
+                        return Err(classify_write("TransactWriteItems", err, uncertain));
+                    }
+                    failure => {
+                        uncertain |= failure == WriteFailure::Unanswered;
+                        unanswered += 1;
+                        if unanswered >= WRITE_ATTEMPTS {
+                            return Err(classify_write("TransactWriteItems", err, uncertain));
+                        }
+                        self.pause(unanswered).await;
+                        continue;
+                    }
+                },
             };
             if let (Some(claimed), Some(reason)) = (claimed, reasons.get(changes))
                 && let Some(replayed) = replay_of(claimed.claim, reason)
@@ -162,34 +193,60 @@ impl Storage {
                 return replayed.map(Transacted::Replayed);
             }
             if reasons.iter().any(Cancellation::failed) {
+                // An earlier attempt left open may be what made a condition fail: what the
+                // client is told must not pretend nothing was written.
+                if uncertain {
+                    return Err(AppError::outcome_unknown(anyhow!(
+                        "a transaction's condition failed after an unanswered attempt: {:?}",
+                        reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
+                    )));
+                }
                 return match on_cancel(&reasons[..changes.min(reasons.len())]) {
                     OnCancel::Fail(client_error) => Err(client_error),
                     OnCancel::Retry => Ok(Transacted::Retry),
                 };
             }
             let retryable = reasons.is_empty()
-                || reasons
-                    .iter()
-                    .any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError");
+                || reasons.iter().any(|r| {
+                    matches!(
+                        r.code.as_str(),
+                        "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                    )
+                });
             if !retryable {
                 return Err(AppError::internal(anyhow!(
                     "transaction cancelled: {:?}",
                     reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
                 )));
             }
-            if retries == MAX_TRANSACTION_RETRIES {
-                return Err(AppError::unavailable(anyhow!(
-                    "transaction kept conflicting after {retries} retries"
-                )));
+            if conflicts == MAX_TRANSACTION_RETRIES {
+                let cause = anyhow!("transaction kept conflicting after {conflicts} retries");
+                return Err(if uncertain {
+                    AppError::outcome_unknown(cause)
+                } else {
+                    AppError::unavailable(cause)
+                });
             }
-            retries += 1;
+            // Cancelled, so not applied: the next attempt is a new one.
+            conflicts += 1;
+            token += 1;
             tokio::time::sleep(backoff(
-                retries,
+                conflicts,
                 Duration::from_millis(10),
                 Duration::from_millis(400),
             ))
             .await;
         }
+    }
+
+    /// Waits before sending an unanswered or throttled attempt again.
+    async fn pause(&self, attempt: u32) {
+        tokio::time::sleep(backoff(
+            attempt,
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+        ))
+        .await;
     }
 
     /// Edits an item that only its author may edit: sets `changes`, stamps `UpdatedAt`,
@@ -267,13 +324,20 @@ impl Storage {
             {
                 Transacted::Replayed(id) => Ok(Written::Replayed(id)),
                 Transacted::Applied | Transacted::Retry => {
-                    let item = self.get(table, key).await?;
-                    item.map(Written::Applied).ok_or_else(|| refused(None))
+                    // The edit is made; should reading it fail, a retry with the key
+                    // gets it.
+                    let applied = || {
+                        AppError::outcome_unknown(anyhow!(
+                            "an edited {what} could not be read back"
+                        ))
+                    };
+                    let item = self.get(table, key).await.map_err(|_| applied())?;
+                    item.map(Written::Applied).ok_or_else(applied)
                 }
             };
         }
 
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(table)
@@ -284,9 +348,15 @@ impl Storage {
             .set_expression_attribute_values(Some(values))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        let result = write_once(|| {
+            update
+                .clone()
+                .customize()
+                .config_override(self.no_sdk_retries())
+                .send()
+        })
+        .await;
         match result {
             Ok(output) => {
                 self.record("UpdateItem", output.consumed_capacity.as_slice());
@@ -304,7 +374,7 @@ impl Storage {
                         _ => None,
                     })
                 else {
-                    return Err(classify_write("UpdateItem", err));
+                    return Err(classify_write("UpdateItem", err, false));
                 };
                 Err(refused(failed.item()))
             }

@@ -92,16 +92,45 @@ async fn comment_count(app: &TestApp) -> (usize, Value) {
 }
 
 #[tokio::test]
-async fn a_comment_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
+async fn a_comment_whose_answer_was_lost_is_made_once_and_the_server_finds_it() {
     let faulty = faulty(|_| {}).await;
     let app = &faulty.app;
-    // DynamoDB commits the transaction; its answers (and those of the SDK's retries) are
-    // held back past the SDK's timeouts.
+    // DynamoDB commits the transaction; its answers (those of every attempt, each sent
+    // with the same token) are held back past the SDK's timeouts. The server finds the
+    // change through the key's record, and answers with it.
     faulty.proxy.inject(
         "TransactWriteItems",
         Fault::Hold(Duration::from_millis(1500)),
         3,
     );
+    let variables = json!({ "p": "p1", "c": "hello" });
+    let first = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables.clone()).await;
+    let id = first["data"]["addComment"]["id"].clone();
+    assert!(id.is_string(), "{first}");
+    assert_eq!(
+        first["data"]["addComment"]["post"]["commentCount"],
+        json!(1)
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(faulty.proxy.pending("TransactWriteItems"), 0);
+    let again = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables).await;
+    assert_eq!(again["data"]["addComment"]["id"], id, "{again}");
+    assert_eq!(comment_count(app).await, (1, json!(1)));
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_said_so_and_a_retry_with_the_key_makes_it_once() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    // As above, and the record cannot be read either (after the lookup before the write):
+    // the server cannot tell whether the comment was made.
+    faulty.proxy.inject(
+        "TransactWriteItems",
+        Fault::Hold(Duration::from_millis(1500)),
+        3,
+    );
+    faulty.proxy.inject("GetItem", Fault::Pass, 1);
+    faulty.proxy.inject("GetItem", Fault::Fail, 3);
     let variables = json!({ "p": "p1", "c": "hello" });
     let lost = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables.clone()).await;
     let error = &lost["errors"][0];
@@ -111,31 +140,21 @@ async fn a_comment_whose_answer_was_lost_is_made_once_when_retried_with_its_key(
         "{lost}"
     );
     assert_eq!(error["extensions"]["outcome"], json!("UNKNOWN"), "{lost}");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("same idempotency key"),
-        "{lost}"
-    );
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("same idempotency key"), "{message}");
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(faulty.proxy.pending("TransactWriteItems"), 0);
-
     // The client retries with the same key: the first comment, not a second.
-    let retried = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables.clone()).await;
-    let id = retried["data"]["addComment"]["id"].clone();
-    assert!(id.is_string(), "{retried}");
+    let retried = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables).await;
+    assert!(retried["data"]["addComment"]["id"].is_string(), "{retried}");
     assert_eq!(
         retried["data"]["addComment"]["post"]["commentCount"],
         json!(1)
     );
-    let again = mutate(app, "u1", Some("k-1"), ADD_COMMENT, variables).await;
-    assert_eq!(again["data"]["addComment"]["id"], id, "{again}");
     assert_eq!(comment_count(app).await, (1, json!(1)));
 }
 
 #[tokio::test]
-async fn a_post_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
+async fn without_a_key_a_lost_answer_is_an_unknown_outcome() {
     let faulty = faulty(|_| {}).await;
     let app = &faulty.app;
     faulty.proxy.inject(
@@ -143,12 +162,27 @@ async fn a_post_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
         Fault::Hold(Duration::from_millis(1500)),
         3,
     );
-    let lost = mutate(app, "u1", Some("p-1"), CREATE_POST, json!({ "t": "Hello" })).await;
+    let lost = mutate(app, "u1", None, CREATE_POST, json!({ "t": "Hello" })).await;
     assert_eq!(
         lost["errors"][0]["extensions"]["outcome"],
         json!("UNKNOWN"),
         "{lost}"
     );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // It was made, once (every attempt carried the same token).
+    assert_eq!(app.scan("posts").await.len(), 2, "p1 and the one post made");
+}
+
+#[tokio::test]
+async fn a_post_whose_answer_was_lost_is_made_once_with_its_key() {
+    let faulty = faulty(|_| {}).await;
+    let app = &faulty.app;
+    faulty.proxy.inject(
+        "TransactWriteItems",
+        Fault::Hold(Duration::from_millis(1500)),
+        3,
+    );
+    let first = mutate(app, "u1", Some("p-1"), CREATE_POST, json!({ "t": "Hello" })).await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let retried = mutate(app, "u1", Some("p-1"), CREATE_POST, json!({ "t": "Hello" })).await;
     assert_eq!(
@@ -156,15 +190,16 @@ async fn a_post_whose_answer_was_lost_is_made_once_when_retried_with_its_key() {
         json!("Hello"),
         "{retried}"
     );
+    assert_eq!(first["data"], retried["data"], "{first}");
     assert_eq!(app.scan("posts").await.len(), 2, "p1 and the one post made");
 }
 
 #[tokio::test]
-async fn an_sdk_retry_of_a_committed_transaction_succeeds() {
+async fn a_retried_attempt_of_a_committed_transaction_succeeds() {
     let faulty = faulty(|_| {}).await;
     let app = &faulty.app;
-    // The first attempt commits and its answer comes too late: the SDK sends the same
-    // attempt again, whose ClientRequestToken DynamoDB knows.
+    // The first attempt commits and its answer comes too late: the same attempt is sent
+    // again, and DynamoDB knows its ClientRequestToken (no key: the token alone does it).
     faulty.proxy.inject(
         "TransactWriteItems",
         Fault::Hold(Duration::from_millis(700)),
@@ -182,7 +217,7 @@ async fn an_sdk_retry_of_a_committed_transaction_succeeds() {
     .await;
     assert!(body["errors"].is_null(), "not a condition failure: {body}");
     let attempts = faulty.proxy.seen("TransactWriteItems") - before;
-    assert_eq!(attempts, 2, "the SDK sent the attempt again");
+    assert_eq!(attempts, 2, "the attempt was sent again");
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "after the attempt timed out"

@@ -19,6 +19,8 @@ use axum::{
 /// What to do to the next requests of one operation.
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
+    /// Forward as usual (to let some requests through before the faults).
+    Pass,
     /// Answer `500 InternalServerError` without forwarding.
     Fail,
     /// Answer `400` with this error type (`ExpiredIteratorException`, say) without forwarding.
