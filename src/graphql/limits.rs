@@ -76,7 +76,9 @@ const HEAVY_FIELDS: &[(&str, &str, u64)] = &[("Post", "content", 64), ("Comment"
 /// a selection asks for.
 #[derive(Clone, Debug, Default)]
 pub struct FieldTypes {
-    fields: HashMap<(String, String), String>,
+    /// By type, then by field: the field's type. Looked up for every field measured, by
+    /// borrowed names.
+    fields: HashMap<String, HashMap<String, String>>,
     roots: [String; 3],
 }
 
@@ -108,13 +110,10 @@ impl FieldTypes {
                             ty = &inner.base;
                         }
                         if let BaseType::Named(name) = ty {
-                            fields.insert(
-                                (
-                                    definition.name.node.to_string(),
-                                    field.node.name.node.to_string(),
-                                ),
-                                name.to_string(),
-                            );
+                            fields
+                                .entry(definition.name.node.to_string())
+                                .or_insert_with(HashMap::new)
+                                .insert(field.node.name.node.to_string(), name.to_string());
                         }
                     }
                 }
@@ -145,9 +144,7 @@ impl FieldTypes {
     }
 
     fn field(&self, parent: &str, field: &str) -> Option<&str> {
-        self.fields
-            .get(&(parent.to_owned(), field.to_owned()))
-            .map(String::as_str)
+        self.fields.get(parent)?.get(field).map(String::as_str)
     }
 }
 

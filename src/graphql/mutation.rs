@@ -69,11 +69,13 @@ impl Mutation {
         let user = domain::User::create(new);
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &user.id);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(User(replay_user(&loaders, id).await?));
-        }
-        let written = loaders.storage().create_user(&user, claim.as_ref()).await;
-        match settled(&loaders, claim.as_ref(), written).await? {
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders.storage().create_user(&user, claim.as_ref()),
+        )
+        .await?;
+        match written {
             Written::Applied(()) => {
                 loaders.prime_users(vec![user.clone()]).await;
                 Ok(User(user))
@@ -102,14 +104,14 @@ impl Mutation {
         }
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &id);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(User(replay_user(&loaders, id).await?));
-        }
-        let written = loaders
-            .storage()
-            .update_user(&id, username, email, claim.as_ref())
-            .await;
-        let written = settled(&loaders, claim.as_ref(), written).await?;
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders
+                .storage()
+                .update_user(&id, username, email, claim.as_ref()),
+        )
+        .await?;
         match written {
             Written::Applied(user) => {
                 loaders.prime_users(vec![user.clone()]).await;
@@ -130,11 +132,13 @@ impl Mutation {
         let post = domain::Post::create(new);
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &post.author_id);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(Post(replay_post(&loaders, id).await?));
-        }
-        let written = loaders.storage().create_post(&post, claim.as_ref()).await;
-        match settled(&loaders, claim.as_ref(), written).await? {
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders.storage().create_post(&post, claim.as_ref()),
+        )
+        .await?;
+        match written {
             Written::Applied(()) => {
                 loaders.prime_posts(vec![post.clone()]).await;
                 Ok(Post(post))
@@ -165,14 +169,14 @@ impl Mutation {
         let expected = input.expected_version.map(version).transpose()?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &author);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(Post(replay_post(&loaders, id).await?));
-        }
-        let written = loaders
-            .storage()
-            .update_post(&author, &id, title, content, expected, claim.as_ref())
-            .await;
-        let written = settled(&loaders, claim.as_ref(), written).await?;
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders
+                .storage()
+                .update_post(&author, &id, title, content, expected, claim.as_ref()),
+        )
+        .await?;
         match written {
             Written::Applied(post) => {
                 loaders.prime_posts(vec![post.clone()]).await;
@@ -190,14 +194,14 @@ impl Mutation {
         let post = PostId::parse(id.0).map_err(AppError::from)?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &author);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(ID(id));
-        }
-        let written = loaders
-            .storage()
-            .delete_post(&author, &post, claim.as_ref())
-            .await;
-        let written = settled(&loaders, claim.as_ref(), written).await?;
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders
+                .storage()
+                .delete_post(&author, &post, claim.as_ref()),
+        )
+        .await?;
         Ok(match written {
             Written::Applied(()) => ID(post.into_string()),
             Written::Replayed(id) => ID(id),
@@ -218,14 +222,14 @@ impl Mutation {
         let expected = expected_version.map(version).transpose()?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &author);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(Comment(replay_comment(&loaders, id).await?));
-        }
-        let written = loaders
-            .storage()
-            .update_comment(&author, &id, content, expected, claim.as_ref())
-            .await;
-        let written = settled(&loaders, claim.as_ref(), written).await?;
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders
+                .storage()
+                .update_comment(&author, &id, content, expected, claim.as_ref()),
+        )
+        .await?;
         match written {
             Written::Applied(comment) => Ok(Comment(comment)),
             Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
@@ -239,14 +243,14 @@ impl Mutation {
         let comment = CommentId::parse(id.0).map_err(AppError::from)?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &viewer_id);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(ID(id));
-        }
-        let written = loaders
-            .storage()
-            .delete_comment(&viewer_id, &comment, claim.as_ref())
-            .await;
-        let written = settled(&loaders, claim.as_ref(), written).await?;
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders
+                .storage()
+                .delete_comment(&viewer_id, &comment, claim.as_ref()),
+        )
+        .await?;
         Ok(match written {
             Written::Applied(()) => ID(comment.into_string()),
             Written::Replayed(id) => ID(id),
@@ -265,41 +269,40 @@ impl Mutation {
         let comment = domain::Comment::create(new);
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &comment.author_id);
-        if let Some(id) = replayed(&loaders, claim.as_ref()).await? {
-            return Ok(Comment(replay_comment(&loaders, id).await?));
-        }
-        let written = loaders
-            .storage()
-            .add_comment(&comment, claim.as_ref())
-            .await;
-        match settled(&loaders, claim.as_ref(), written).await? {
+        let written = change(
+            &loaders,
+            claim.as_ref(),
+            loaders.storage().add_comment(&comment, claim.as_ref()),
+        )
+        .await?;
+        match written {
             Written::Applied(()) => Ok(Comment(comment)),
             Written::Replayed(id) => Ok(Comment(replay_comment(&loaders, id).await?)),
         }
     }
 }
 
-/// The result of a change made before under the request's idempotency key, if any.
-async fn replayed(loaders: &Loaders, claim: Option<&Claim>) -> Result<Option<String>, AppError> {
-    match claim {
-        Some(claim) => loaders.storage().claimed(claim).await,
-        None => Ok(None),
-    }
-}
-
-/// A change under a key that failed may have lost a race to a copy of its own request
-/// (the same key, the same request) that made it: then that change's result is the answer.
-async fn settled<T>(
+/// Makes a change (`write`, not started yet), under the request's idempotency key when it
+/// has one. A change made before under the key is not made again: its result comes back
+/// (`Replayed`). So does the result of a copy of the request that won a race with this
+/// one, when the write fails for having lost it.
+async fn change<T>(
     loaders: &Loaders,
     claim: Option<&Claim>,
-    written: Result<Written<T>, AppError>,
+    write: impl Future<Output = Result<Written<T>, AppError>>,
 ) -> Result<Written<T>, AppError> {
-    match (written, claim) {
-        (Err(err), Some(claim)) => match loaders.storage().claimed(claim).await {
+    let Some(claim) = claim else {
+        return write.await;
+    };
+    if let Some(id) = loaders.storage().claimed(claim).await? {
+        return Ok(Written::Replayed(id));
+    }
+    match write.await {
+        Err(err) => match loaders.storage().claimed(claim).await {
             Ok(Some(id)) => Ok(Written::Replayed(id)),
             _ => Err(err),
         },
-        (written, _) => written,
+        written => written,
     }
 }
 

@@ -164,7 +164,7 @@ struct Connection {
     /// The viewer, once `connection_init` is accepted.
     viewer: Option<Viewer>,
     running: HashMap<String, Running>,
-    tasks: JoinSet<(String, u64)>,
+    tasks: JoinSet<()>,
     serials: u64,
     outbox: mpsc::Sender<Outgoing>,
     subscriptions: Arc<Semaphore>,
@@ -482,7 +482,7 @@ impl Connection {
 
     /// Forgets an operation whose task failed. One that ended normally queued its last
     /// message (`complete` or `error`) first, and is forgotten when that goes out.
-    fn finished(&mut self, done: Result<(String, u64), tokio::task::JoinError>) {
+    fn finished(&mut self, done: Result<(), tokio::task::JoinError>) {
         if let Err(err) = done {
             self.running
                 .retain(|_, running| running.task.id() != err.id());
@@ -556,13 +556,8 @@ struct Operation {
 }
 
 impl Operation {
-    /// Runs the operation and sends its messages; returns its id and serial when done.
-    async fn run(self, request: Result<async_graphql::Request, AppError>) -> (String, u64) {
-        self.execute(request).await;
-        (self.outbox.id, self.outbox.serial)
-    }
-
-    async fn execute(&self, request: Result<async_graphql::Request, AppError>) {
+    /// Runs the operation and sends its messages.
+    async fn run(self, request: Result<async_graphql::Request, AppError>) {
         let request = match request {
             Ok(request) => request,
             Err(err) => {
