@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Response, http::GraphiQLSource};
+use async_graphql::Response;
 use axum::{
     body::Body,
     extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse},
+    response::IntoResponse,
 };
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
@@ -168,24 +168,7 @@ pub async fn get_graphql(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
         if wants_html && !state.settings.production {
-            let page = GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("Blog GraphQL")
-                .finish();
-            let mut response = Html(page).into_response();
-            // What the page loads (its scripts and styles from unpkg, its inline script),
-            // where it connects (this server, over HTTP and WebSocket), and no framing.
-            response.headers_mut().insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com; \
-                     style-src 'unsafe-inline' https://unpkg.com; img-src 'self' data: \
-                     https://graphql.org; font-src https://unpkg.com data:; connect-src 'self' \
-                     ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-                ),
-            );
-            return response;
+            return super::playground::page();
         }
         return request_error(
             media,

@@ -3,6 +3,7 @@
 
 mod graphql;
 mod health;
+mod playground;
 mod server;
 mod wire;
 mod ws;
@@ -50,7 +51,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     // Every response says how a browser may treat it: never sniffed into another type,
-    // never framed by another site, no referrer leaked. The GraphiQL page sets a content
+    // never framed by another site, no referrer leaked. The playground sets a content
     // security policy of its own; everything else is data, from which nothing may load.
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
@@ -74,6 +75,8 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(ws::get_or_upgrade).post(graphql::post_graphql),
         )
+        .route("/graphql/schema.graphql", get(playground::schema))
+        .route("/graphql/playground/{file}", get(playground::asset))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(cors(&settings.cors_allowed_origins))

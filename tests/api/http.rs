@@ -41,7 +41,7 @@ async fn graphiql_is_served_to_browsers() {
         .expect("sent");
     assert_eq!(response.status(), 200);
     let page = response.text().await.expect("text");
-    assert!(page.contains("graphiql"), "a GraphiQL page");
+    assert!(page.contains("graphiql-4.1.2.min.js"), "a GraphiQL page");
 }
 
 #[tokio::test]
