@@ -61,6 +61,9 @@ pub struct LimitArgs {
     /// Most fields (aliases included) a query may select.
     #[arg(long, env = "MAX_QUERY_FIELDS", default_value_t = QueryLimits::default().max_fields)]
     pub max_query_fields: u64,
+    /// Most directives one field, fragment or operation may carry (each at most once).
+    #[arg(long, env = "MAX_QUERY_DIRECTIVES", default_value_t = QueryLimits::default().max_directives)]
+    pub max_query_directives: usize,
     /// Most operations one document may hold.
     #[arg(long, env = "MAX_QUERY_OPERATIONS", default_value_t = QueryLimits::default().max_operations)]
     pub max_query_operations: usize,
@@ -345,6 +348,7 @@ impl TryFrom<ServeArgs> for Config {
                 max_operations: limits.max_query_operations,
                 max_depth: limits.max_query_depth,
                 max_fields: limits.max_query_fields,
+                max_directives: limits.max_query_directives,
                 max_cost: limits.max_query_cost,
                 max_subscription_cost: limits.max_subscription_cost,
                 introspection: !args.production,

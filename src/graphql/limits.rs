@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 use async_graphql::{
     Positioned, ServerError, Value, Variables,
     parser::types::{
-        DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
-        Selection, SelectionSet,
+        Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition,
+        OperationType, Selection, SelectionSet,
     },
 };
 
@@ -35,6 +35,8 @@ pub struct QueryLimits {
     pub max_operations: usize,
     pub max_depth: usize,
     pub max_fields: u64,
+    /// Directives one location (a field, a fragment, an operation) may carry.
+    pub max_directives: usize,
     pub max_cost: u64,
     /// The cost limit of a subscription's selection, which is resolved for every event.
     pub max_subscription_cost: u64,
@@ -50,6 +52,7 @@ impl Default for QueryLimits {
             max_operations: 20,
             max_depth: 12,
             max_fields: 1_000,
+            max_directives: 4,
             max_cost: 10_000,
             max_subscription_cost: 100,
             introspection: true,
@@ -70,6 +73,32 @@ const CONNECTIONS: &[&str] = &["users", "posts", "comments"];
 /// aliases of `content` on a page of long posts would cost a few thousand objects yet
 /// build a response of hundreds of megabytes; with it, no response passes about 10 MB.
 const HEAVY_FIELDS: &[(&str, &str, u64)] = &[("Post", "content", 64), ("Comment", "content", 8)];
+
+/// The introspection types, as the GraphQL spec defines them (fields' types only, which is
+/// all the limits read): a schema's SDL leaves them out.
+const INTROSPECTION: &str = "
+    type __Schema { description: String types: [__Type!]! queryType: __Type!
+        mutationType: __Type subscriptionType: __Type directives: [__Directive!]! }
+    type __Type { kind: __TypeKind! name: String description: String
+        specifiedByURL: String isOneOf: Boolean fields: [__Field!] interfaces: [__Type!]
+        possibleTypes: [__Type!] enumValues: [__EnumValue!] inputFields: [__InputValue!]
+        ofType: __Type }
+    type __Field { name: String! description: String args: [__InputValue!]! type: __Type!
+        isDeprecated: Boolean! deprecationReason: String }
+    type __InputValue { name: String! description: String type: __Type!
+        defaultValue: String isDeprecated: Boolean! deprecationReason: String }
+    type __EnumValue { name: String! description: String isDeprecated: Boolean!
+        deprecationReason: String }
+    type __Directive { name: String! description: String locations: [__DirectiveLocation!]!
+        args: [__InputValue!]! isRepeatable: Boolean! }
+";
+
+/// Introspection's lists of fields and types, which nest into each other: at most
+/// [`MAX_INTROSPECTION_LISTS`] levels of them, as graphql-js's `MaxIntrospectionDepthRule`
+/// allows. The standard introspection query nests two (`types { fields }`); more only
+/// multiplies the same schema into a larger answer.
+const INTROSPECTION_LISTS: &[&str] = &["fields", "inputFields", "interfaces", "possibleTypes"];
+const MAX_INTROSPECTION_LISTS: usize = 2;
 
 /// The type of every field of the schema's object and interface types (lists and
 /// non-null unwrapped), read from its SDL: what the limits need to know which `content`
@@ -95,7 +124,14 @@ impl FieldTypes {
         let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
             return Self::default();
         };
-        for definition in document.definitions {
+        let Ok(introspection) = async_graphql::parser::parse_schema(INTROSPECTION) else {
+            return Self::default();
+        };
+        for definition in document
+            .definitions
+            .into_iter()
+            .chain(introspection.definitions)
+        {
             match definition {
                 TypeSystemDefinition::Type(definition) => {
                     let definition = definition.node;
@@ -132,6 +168,9 @@ impl FieldTypes {
                 TypeSystemDefinition::Directive(_) => {}
             }
         }
+        let query: &mut HashMap<String, String> = fields.entry(roots[0].clone()).or_default();
+        query.insert("__schema".to_owned(), "__Schema".to_owned());
+        query.insert("__type".to_owned(), "__Type".to_owned());
         Self { fields, roots }
     }
 
@@ -165,6 +204,10 @@ pub struct Measure {
     pub nesting: usize,
     pub fields: u64,
     pub cost: u64,
+    /// `__schema` fields: a second one only repeats the first.
+    pub schemas: u64,
+    /// Levels of introspection's lists of fields and types (see [`INTROSPECTION_LISTS`]).
+    pub introspection_lists: usize,
 }
 
 impl Measure {
@@ -173,6 +216,8 @@ impl Measure {
         self.nesting = self.nesting.max(other.nesting);
         self.fields = self.fields.saturating_add(other.fields);
         self.cost = self.cost.saturating_add(other.cost);
+        self.schemas = self.schemas.saturating_add(other.schemas);
+        self.introspection_lists = self.introspection_lists.max(other.introspection_lists);
     }
 }
 
@@ -180,6 +225,7 @@ struct Analyzer<'a> {
     document: &'a ExecutableDocument,
     variables: &'a Variables,
     types: &'a FieldTypes,
+    max_directives: usize,
     /// The default values of the variables of the operation being measured.
     defaults: HashMap<&'a str, &'a Value>,
     fragments: HashMap<&'a str, Measure>,
@@ -190,6 +236,9 @@ struct Analyzer<'a> {
     unknown: Option<&'a str>,
     /// A field given a cursor (`after`), which a subscription may not page with.
     cursor: bool,
+    /// The first refusal found on the way: too many or repeated directives, an aliased
+    /// introspection field.
+    refusal: Option<ServerError>,
     /// How deep the walk is now; past [`RECURSION_LIMIT`] it stops and the document is
     /// refused, so the walk's own recursion stays bounded.
     level: usize,
@@ -201,17 +250,20 @@ impl<'a> Analyzer<'a> {
         document: &'a ExecutableDocument,
         variables: &'a Variables,
         types: &'a FieldTypes,
+        max_directives: usize,
     ) -> Self {
         Self {
             document,
             variables,
             types,
+            max_directives,
             defaults: HashMap::new(),
             fragments: HashMap::new(),
             visiting: Vec::new(),
             cycle: None,
             unknown: None,
             cursor: false,
+            refusal: None,
             level: 0,
             too_deep: false,
         }
@@ -231,6 +283,12 @@ impl<'a> Analyzer<'a> {
         // Fragment measures depend on the operation's variables.
         self.fragments.clear();
         self.cursor = false;
+        self.directives(&operation.directives, || "the operation".to_owned());
+        for definition in &operation.variable_definitions {
+            self.directives(&definition.node.directives, || {
+                format!("the variable ${}", definition.node.name.node)
+            });
+        }
         let root = self.types.root(operation.ty);
         self.selection_set(&operation.selection_set.node, Some(root))
     }
@@ -255,6 +313,8 @@ impl<'a> Analyzer<'a> {
                 Selection::Field(field) => {
                     let field = &field.node;
                     let name = field.name.node.as_str();
+                    let directives =
+                        self.directives(&field.directives, || format!("the field `{name}`"));
                     let children = if field.selection_set.node.items.is_empty() {
                         Measure::default()
                     } else {
@@ -264,23 +324,45 @@ impl<'a> Analyzer<'a> {
                     let multiplier = self.first(field);
                     self.cursor |= field.get_argument("after").is_some();
                     let own = weight(ty, name);
+                    let introspective = ty.is_some_and(|ty| ty.starts_with("__"));
+                    if introspective && field.alias.as_ref().is_some_and(|alias| alias.node != name)
+                    {
+                        self.refuse(too_complex(format!(
+                            "introspection fields may not be renamed (`{name}` is): each is \
+                             asked for once"
+                        )));
+                    }
                     total.add(Measure {
-                        depth: children.depth + 1,
+                        // `ofType` unwraps lists and non-nulls: tools chain seven to nine.
+                        depth: children.depth + usize::from(!(introspective && name == "ofType")),
                         nesting: children.nesting,
-                        fields: children.fields.saturating_add(1),
+                        fields: children.fields.saturating_add(1 + directives),
                         cost: children.cost.saturating_mul(multiplier).saturating_add(own),
+                        schemas: children.schemas + u64::from(name == "__schema"),
+                        introspection_lists: children.introspection_lists
+                            + usize::from(introspective && INTROSPECTION_LISTS.contains(&name)),
                     });
                 }
                 Selection::InlineFragment(fragment) => {
                     let fragment = &fragment.node;
+                    let directives =
+                        self.directives(&fragment.directives, || "an inline fragment".to_owned());
                     let ty = match &fragment.type_condition {
                         Some(condition) => Some(condition.node.on.node.as_str()),
                         None => ty,
                     };
-                    total.add(self.nested(&fragment.selection_set.node, ty));
+                    let mut measure = self.nested(&fragment.selection_set.node, ty);
+                    measure.fields = measure.fields.saturating_add(directives);
+                    total.add(measure);
                 }
                 Selection::FragmentSpread(spread) => {
-                    total.add(self.fragment(spread.node.fragment_name.node.as_str()));
+                    let name = spread.node.fragment_name.node.as_str();
+                    let directives = self.directives(&spread.node.directives, || {
+                        format!("the spread of `{name}`")
+                    });
+                    let mut measure = self.fragment(name);
+                    measure.fields = measure.fields.saturating_add(directives);
+                    total.add(measure);
                 }
             }
         }
@@ -302,11 +384,51 @@ impl<'a> Analyzer<'a> {
             return Measure::default();
         };
         self.visiting.push(name.as_str());
+        self.directives(&definition.node.directives, || {
+            format!("the fragment `{name}`")
+        });
         let ty = definition.node.type_condition.node.on.node.as_str();
         let measure = self.nested(&definition.node.selection_set.node, Some(ty));
         self.visiting.pop();
         self.fragments.insert(name.as_str(), measure);
         measure
+    }
+
+    /// Checks the directives of one location (at most [`QueryLimits::max_directives`], each
+    /// at most once: none of the schema's directives is repeatable); returns how many
+    /// there are, which count as fields.
+    fn directives(
+        &mut self,
+        directives: &'a [Positioned<Directive>],
+        place: impl Fn() -> String,
+    ) -> u64 {
+        if directives.len() > self.max_directives {
+            self.refuse(too_complex(format!(
+                "{} carries {} directives; the limit is {}",
+                place(),
+                directives.len(),
+                self.max_directives
+            )));
+        } else if let Some(twice) = directives.iter().enumerate().find_map(|(at, directive)| {
+            let name = &directive.node.name.node;
+            directives[..at]
+                .iter()
+                .any(|earlier| earlier.node.name.node == *name)
+                .then_some(name)
+        }) {
+            self.refuse(coded(
+                format!(
+                    "the directive @{twice} is used twice on {}; it is not repeatable",
+                    place()
+                ),
+                "GRAPHQL_VALIDATION_FAILED",
+            ));
+        }
+        directives.len() as u64
+    }
+
+    fn refuse(&mut self, error: ServerError) {
+        self.refusal.get_or_insert(error);
     }
 
     /// How many times the selection below a field may appear: its `first`, clamped to
@@ -346,7 +468,13 @@ pub fn measure(
     operation: &OperationDefinition,
     types: &FieldTypes,
 ) -> Measure {
-    Analyzer::new(document, variables, types).operation(operation)
+    Analyzer::new(
+        document,
+        variables,
+        types,
+        QueryLimits::default().max_directives,
+    )
+    .operation(operation)
 }
 
 /// The operation a request runs: the one `operation_name` names, or the only one.
@@ -436,7 +564,7 @@ impl QueryLimits {
         types: &FieldTypes,
     ) -> Result<Measure, ServerError> {
         self.check_operations(document)?;
-        let mut analyzer = Analyzer::new(document, variables, types);
+        let mut analyzer = Analyzer::new(document, variables, types, self.max_directives);
         let mut reached: HashSet<&str> = HashSet::new();
         let mut selected = None;
         for (_, operation) in document.operations.iter() {
@@ -466,7 +594,23 @@ impl QueryLimits {
                     "GRAPHQL_VALIDATION_FAILED",
                 ));
             }
+            if let Some(refusal) = analyzer.refusal.take() {
+                return Err(refusal);
+            }
             reached.extend(analyzer.fragments.keys().copied());
+            if measure.schemas > 1 {
+                return Err(too_complex(format!(
+                    "the operation asks for `__schema` {} times; once holds all of it",
+                    measure.schemas
+                )));
+            }
+            if measure.introspection_lists > MAX_INTROSPECTION_LISTS {
+                return Err(too_complex(format!(
+                    "introspection nests `fields`, `inputFields`, `interfaces` and \
+                     `possibleTypes` {} levels deep; the limit is {MAX_INTROSPECTION_LISTS}",
+                    measure.introspection_lists
+                )));
+            }
             if measure.depth > self.max_depth {
                 return Err(too_complex(format!(
                     "the query is nested {} levels deep; the limit is {}",
@@ -561,7 +705,8 @@ mod tests {
                 depth: 5,
                 nesting: 4,
                 fields: 6,
-                cost: 1 + 50 * (3 + 3 * 2)
+                cost: 1 + 50 * (3 + 3 * 2),
+                ..Measure::default()
             }
         );
         // No `first`: the default page size, 20.
@@ -752,5 +897,105 @@ mod tests {
         let canonical =
             "subscription { commentAdded(postId: \"p\") { id content author { username } } }";
         assert!(check(QueryLimits::default(), canonical).is_ok());
+    }
+
+    const INTROSPECTION_QUERY: &str = include_str!("../../tests/api/introspection.graphql");
+
+    #[test]
+    fn the_standard_introspection_query_passes_the_default_limits() {
+        let m = check(QueryLimits::default(), INTROSPECTION_QUERY).expect("within the limits");
+        // `__schema types fields args type name`: `ofType` does not count.
+        assert_eq!(m.depth, 6);
+        assert_eq!(m.schemas, 1);
+        assert_eq!(m.introspection_lists, 1);
+        // Nine `ofType`s deep, the document still nests well inside the recursion limit.
+        assert!(m.nesting < RECURSION_LIMIT, "{m:?}");
+    }
+
+    #[test]
+    fn introspection_that_no_tool_sends_is_refused() {
+        let limits = QueryLimits::default();
+        // Two levels of lists of fields and types, as in `types { fields }` or
+        // `__type { fields { type { fields } } }`, pass; a third does not.
+        check(
+            limits,
+            "{ __type(name: \"Post\") { fields { type { fields { name } } } } }",
+        )
+        .expect("two levels");
+        let error = check(
+            limits,
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+        )
+        .expect_err("three levels");
+        assert!(error.contains("3 levels deep; the limit is 2"), "{error}");
+        let error = check(
+            limits,
+            "{ __schema { types { ...T } } } fragment T on __Type { \
+             interfaces { possibleTypes { inputFields { name } } } }",
+        )
+        .expect_err("three levels through a fragment");
+        assert!(error.contains("3 levels deep"), "{error}");
+        // One `__schema` holds all of it; aliases only repeat it.
+        let error = check(
+            limits,
+            "{ a: __schema { types { name } } b: __schema { types { name } } }",
+        )
+        .expect_err("two schemas");
+        assert!(error.contains("`__schema` 2 times"), "{error}");
+        let error = check(
+            limits,
+            "{ __schema { a: types { name } b: types { name } } }",
+        )
+        .expect_err("renamed lists");
+        assert!(error.contains("may not be renamed"), "{error}");
+        check(limits, "{ __schema { types: types { name } } }").expect("an alias of its own name");
+        // Outside `ofType`, introspection counts toward the depth like any field.
+        let deep = "{ __type(name: \"Post\") { fields { args { type { ofType { ofType { \
+                    fields { args { type { enumValues { name } } } } } } } } } } }";
+        assert_eq!(check(limits, deep).map(|m| m.depth), Ok(9));
+        let shallow = QueryLimits {
+            max_depth: 8,
+            ..limits
+        };
+        let error = check(shallow, deep).expect_err("deeper than 8");
+        assert!(error.contains("nested 9 levels deep"), "{error}");
+    }
+
+    #[test]
+    fn directives_count_and_none_repeats() {
+        let limits = QueryLimits::default();
+        check(
+            limits,
+            "query($a: Boolean!, $b: Boolean!) { __typename @include(if: $a) @skip(if: $b) }",
+        )
+        .expect("two directives");
+        let many = format!("{{ __typename {} }}", "@include(if: true) ".repeat(1000));
+        let error = check(limits, &many).expect_err("a thousand");
+        assert!(
+            error.contains("the field `__typename` carries 1000 directives; the limit is 4"),
+            "{error}"
+        );
+        let error = check(
+            limits,
+            "{ __typename @include(if: true) @include(if: true) }",
+        )
+        .expect_err("repeated");
+        assert!(error.contains("@include is used twice"), "{error}");
+        // On every kind of location, fragments included.
+        for query in [
+            "{ ...F @skip(if: false) @skip(if: false) } fragment F on Query { __typename }",
+            "{ ... @skip(if: false) @skip(if: false) { __typename } }",
+            "{ ...F } fragment F on Query @skip(if: false) @skip(if: false) { __typename }",
+            "query @skip(if: false) @skip(if: false) { __typename }",
+        ] {
+            let error = check(limits, query).expect_err(query);
+            assert!(error.contains("twice"), "{query}: {error}");
+        }
+        // And each counts as a field.
+        let fields = |query: &str| measure_of(query).fields;
+        assert_eq!(
+            fields("{ __typename @include(if: true) @skip(if: false) }"),
+            3
+        );
     }
 }

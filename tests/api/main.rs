@@ -1,5 +1,6 @@
 //! Integration tests: the server over a real DynamoDB Local, driven over HTTP.
 
+mod clients;
 mod cost;
 mod davinci;
 mod exactly_once;
