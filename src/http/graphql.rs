@@ -12,7 +12,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::IntoResponse,
 };
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::{AppState, wire};
@@ -82,8 +82,15 @@ pub async fn post_graphql(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return too_large();
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if declared.is_some_and(|length| length > limit)
+        && (expects_continue || declared.is_some_and(|length| length > DRAIN_BYTES))
+    {
+        // The client waits for a go-ahead it will not get, or the body is too large to
+        // read through: answer now, and end the connection there.
+        return closing(too_large());
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -91,44 +98,43 @@ pub async fn post_graphql(
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case(JSON) {
-        return request_error(
+        let refused = request_error(
             media,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::BadUserInput(format!(
                 "a GraphQL POST must have Content-Type: application/json (got {content_type:?})"
             )),
         );
+        let deadline = tokio::time::Instant::now() + state.settings.body_timeout;
+        return match read_body(body, 0, deadline).await {
+            Received::Read(_) | Received::TooLarge { drained: true } => refused,
+            _ => closing(refused),
+        };
     }
     // The whole body within the deadline: a client trickling its body holds a
     // connection, never an operation's permit, and not for long.
     let timeout = state.settings.body_timeout;
-    let body = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) => {
-            if err.is::<http_body_util::LengthLimitError>() {
-                return too_large();
-            }
-            tracing::debug!(error = %err, "reading a request body failed");
-            return request_error(
+    let body = match read_body(body, limit, tokio::time::Instant::now() + timeout).await {
+        Received::Read(bytes) => bytes,
+        Received::TooLarge { drained } if drained => return too_large(),
+        Received::TooLarge { .. } => return closing(too_large()),
+        Received::Failed => {
+            return closing(request_error(
                 media,
                 StatusCode::BAD_REQUEST,
                 AppError::BadUserInput("the request body could not be read".to_owned()),
-            );
+            ));
         }
-        Err(_) => {
-            let mut response = request_error(
+        Received::TimedOut => {
+            // The rest of the body is still on its way: this connection is done.
+            return closing(request_error(
                 media,
                 StatusCode::REQUEST_TIMEOUT,
                 AppError::BadUserInput(format!(
                     "the request body did not arrive within {} seconds",
                     timeout.as_secs_f32()
                 )),
-            );
-            // The rest of the body is still on its way: this connection is done.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            ));
         }
     };
     let request = match wire::decode(&body, state.pipeline.limits().max_variables_bytes) {
@@ -136,6 +142,67 @@ pub async fn post_graphql(
         Err(err) => return request_error(media, StatusCode::BAD_REQUEST, err),
     };
     execute(&state, &headers, media, request, Transport::Post).await
+}
+
+/// How much of a body over the limit is still read (and dropped) so that the client,
+/// which may still be sending it, reads the `413` rather than a reset connection: closing
+/// a socket with unread data makes the kernel reset it, and a client busy writing its
+/// body sees that reset (`EPIPE`) before the answer. Larger bodies are answered at once.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// What came of reading a request body.
+enum Received {
+    Read(Vec<u8>),
+    /// Over the limit; `drained` when the rest of it was read (and dropped) too.
+    TooLarge {
+        drained: bool,
+    },
+    Failed,
+    TimedOut,
+}
+
+/// Reads a body of at most `limit` bytes by `deadline`. A longer one is read on, up to
+/// [`DRAIN_BYTES`] and by the same deadline, and dropped.
+async fn read_body(body: Body, limit: usize, deadline: tokio::time::Instant) -> Received {
+    let mut body = std::pin::pin!(body);
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.as_mut().frame()).await {
+            Err(_) if seen > limit => return Received::TooLarge { drained: false },
+            Err(_) => return Received::TimedOut,
+            Ok(None) if seen > limit => return Received::TooLarge { drained: true },
+            Ok(None) => return Received::Read(kept),
+            Ok(Some(Err(err))) => {
+                tracing::debug!(error = %err, "reading a request body failed");
+                return if seen > limit {
+                    Received::TooLarge { drained: false }
+                } else {
+                    Received::Failed
+                };
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_BYTES {
+            return Received::TooLarge { drained: false };
+        } else {
+            kept = Vec::new();
+        }
+    }
+}
+
+/// A response after which the connection ends.
+fn closing(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[derive(Deserialize)]
