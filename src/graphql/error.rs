@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, stream::BoxStream};
+
 use async_graphql::{
     ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+        NextValidation,
     },
     parser::types::ExecutableDocument,
 };
@@ -48,6 +51,17 @@ fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
     err
 }
 
+/// What is left without a code failed while coercing a client's values (a variable
+/// that does not fit its argument, say): the client's input is at fault.
+fn coded_response(mut response: Response) -> Response {
+    response.errors = response
+        .errors
+        .into_iter()
+        .map(|e| with_code(e, "BAD_USER_INPUT"))
+        .collect();
+    response
+}
+
 /// Gives the errors that async-graphql raises by itself the contract's codes.
 pub struct ErrorCodes;
 
@@ -60,15 +74,18 @@ impl ExtensionFactory for ErrorCodes {
 #[async_graphql::async_trait::async_trait]
 impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        // What is left without a code failed while coercing a client's values (a variable
-        // that does not fit its argument, say): the client's input is at fault.
-        response.errors = response
-            .errors
-            .into_iter()
-            .map(|e| with_code(e, "BAD_USER_INPUT"))
-            .collect();
-        response
+        let response = next.run(ctx).await;
+        coded_response(response)
+    }
+
+    /// The same for every event of a subscription.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(coded_response).boxed()
     }
 
     async fn parse_query(

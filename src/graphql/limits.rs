@@ -482,8 +482,17 @@ pub fn selected<'d>(
     document: &'d ExecutableDocument,
     operation_name: Option<&str>,
 ) -> Result<&'d Positioned<OperationDefinition>, ServerError> {
-    match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => Ok(operation),
+    // An empty name is no name (some clients send `"operationName": ""`).
+    match (
+        &document.operations,
+        operation_name.filter(|name| !name.is_empty()),
+    ) {
+        (DocumentOperations::Single(operation), None) => Ok(operation),
+        // The only operation has no name, so it is not the one asked for.
+        (DocumentOperations::Single(_), Some(name)) => Err(coded(
+            format!("the document has no operation named {name:?}"),
+            "BAD_USER_INPUT",
+        )),
         (DocumentOperations::Multiple(operations), Some(name)) => {
             operations.get(name).ok_or_else(|| {
                 coded(

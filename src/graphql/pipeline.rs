@@ -21,8 +21,9 @@
 use std::{sync::Arc, time::Duration};
 
 use async_graphql::{
-    Request, Response, ServerError, Value, futures_util::stream::BoxStream,
-    parser::types::OperationType,
+    Request, Response, ServerError, Value, Variables,
+    futures_util::stream::BoxStream,
+    parser::types::{OperationDefinition, OperationType},
 };
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -289,9 +290,37 @@ impl Pipeline {
         let kind = operation.node.ty;
         self.limits
             .check(&document, &request.variables, &operation.node, &self.types)?;
+        required_variables(&operation.node, &request.variables)?;
         request.set_parsed_query(document);
         Ok(kind)
     }
+}
+
+/// Every variable of a non-null type without a default must be given, and not as `null`
+/// (the spec's coercion of variable values). Checked before execution, so that a missing
+/// one is a request error on every transport, as the GraphQL-over-HTTP spec and
+/// graphql-transport-ws want, rather than a field error once execution has begun.
+fn required_variables(
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> Result<(), ServerError> {
+    for definition in &operation.variable_definitions {
+        let definition = &definition.node;
+        let required = !definition.var_type.node.nullable && definition.default_value.is_none();
+        let given = variables
+            .get(&definition.name.node)
+            .is_some_and(|value| *value != Value::Null);
+        if required && !given {
+            return Err(coded(
+                format!(
+                    "the variable ${} of type {} is required and was not given",
+                    definition.name.node, definition.var_type.node
+                ),
+                "BAD_USER_INPUT",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A stream whose first poll (where async-graphql validates a subscription and starts

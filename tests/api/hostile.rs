@@ -193,7 +193,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
         query("fragment cycle", "{ viewer { ...A } } fragment A on User { ...B } fragment B on User { ...A }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
         query("Int overflow", "{ users(first: 99999999999) { nodes { id } } }".into(), 200, "BAD_USER_INPUT"),
         post("wrong variable type", json!({ "query": "query($f: Int) { users(first: $f) { nodes { id } } }", "variables": { "f": "ten" } }), 400, Some("GRAPHQL_VALIDATION_FAILED")),
-        post("missing required variable", json!({ "query": "query($id: ID!) { user(id: $id) { id } }" }), 200, Some("BAD_USER_INPUT")),
+        post("missing required variable", json!({ "query": "query($id: ID!) { user(id: $id) { id } }" }), 400, Some("BAD_USER_INPUT")),
         post("unknown operation name", json!({ "query": "query A { viewer { id } }", "operationName": "B" }), 400, Some("BAD_USER_INPUT")),
         // Limits.
         query("very deep query", deep, 400, "QUERY_TOO_COMPLEX"),
