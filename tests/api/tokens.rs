@@ -61,15 +61,15 @@ fn sign(key: &SigningKey, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding).expect("token")
 }
 
-struct Provider {
+pub struct Provider {
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
     /// How long the provider takes to answer a fetch, in milliseconds.
     delay_ms: Arc<AtomicUsize>,
-    url: String,
+    pub url: String,
 }
 
-async fn provider(keys: Vec<Value>) -> Provider {
+pub async fn provider(keys: Vec<Value>) -> Provider {
     let keys = Arc::new(Mutex::new(keys));
     let fetches = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicUsize::new(0));
@@ -116,7 +116,7 @@ async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
     spawn_app_on(config, storage).await
 }
 
-async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
+pub async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
     let response = app
         .http
         .post(format!("{}/graphql", app.url))
