@@ -3,6 +3,7 @@ FROM rust:1-bookworm AS builder
 WORKDIR /app
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY assets ./assets
 RUN cargo build --release --locked --bin blog-graphql
 
 # Runtime stage: just the binary on a slim Debian (same release as the

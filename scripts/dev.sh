@@ -65,9 +65,9 @@ cat <<EOF
 
 ============================================================================
   GraphQL playground:  http://localhost:$PORT/graphql
-  Signed in as user-1, paste this into the playground's headers:
+  Signed in as user-1: paste this into the playground's Headers pane
 
-  Authorization: Bearer $token
+  {"Authorization": "Bearer $token"}
 ============================================================================
 
 EOF

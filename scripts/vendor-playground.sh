@@ -8,8 +8,9 @@
 # checks the tarball against the registry's integrity hash), its file is copied under a
 # name that carries the version (so that browsers may cache it for good), a gzip copy is
 # written beside it, and assets/playground/VERSIONS records every file's SHA-384, which
-# the page also carries as its Subresource Integrity. Run it to move to new versions,
-# then update the file names in src/http/playground.rs and commit the result.
+# the page (assets/playground/index.html) carries as its Subresource Integrity. Run it to
+# move to new versions, then update the file names in index.html and
+# src/http/playground.rs, run it again, and commit the result.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,9 +42,18 @@ rm -f "$OUT"/*.min.js "$OUT"/*.min.css "$OUT"/*.gz
             tar xzf "$work/$package-$version.tgz" -C "$work/$package-$version"
             cp "$work/$package-$version/package/LICENSE"* "$OUT/licenses/$package-$version.LICENSE"
         fi
-        cp "$work/$package-$version/package/$path" "$OUT/$name"
+        # Without its source map comment: the map is not shipped, and a browser's developer
+        # tools would ask the server for it.
+        sed '/^\/\/# sourceMappingURL=/d' "$work/$package-$version/package/$path" >"$OUT/$name"
         gzip -9 -n -c "$OUT/$name" >"$OUT/$name.gz"
         printf '%s@%s %s %s\n' "$package" "$version" "$name" "$(sri "$OUT/$name")"
     done
 } >"$OUT/VERSIONS"
 cat "$OUT/VERSIONS"
+
+# The page names each file with its hash (Subresource Integrity): bring those up to date.
+while read -r _ name integrity; do
+    NAME="$name" INTEGRITY="$integrity" perl -0pi -e \
+        's/((?:src|href)="graphql\/playground\/\Q$ENV{NAME}\E"\s+integrity=")[^"]*/$1$ENV{INTEGRITY}/' \
+        "$OUT/index.html"
+done < <(grep -v '^#' "$OUT/VERSIONS")

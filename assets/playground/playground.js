@@ -5,6 +5,10 @@
 (function () {
   'use strict';
 
+  // The nonce the page's policy allows style elements by: GraphiQL's dialogs add some, and
+  // read it from here.
+  window.__webpack_nonce__ = document.querySelector('meta[name="style-nonce"]').content;
+
   var url = new URL(window.location.pathname, window.location.href).href;
   var wsUrl = url.replace(/^http/, 'ws');
 
@@ -59,10 +63,23 @@
   } catch (e) {
     // Storage is off (a private window, say): every visit is a first one.
   }
+  // A new tab opens on a query that runs as it is.
+  var newTab = [
+    '# Runs as it is: ▶ or Ctrl-Enter.',
+    '{',
+    '  users(first: 5) {',
+    '    nodes {',
+    '      id username',
+    '      posts(first: 3) { nodes { id title commentCount } }',
+    '    }',
+    '  }',
+    '}',
+    ''
+  ].join('\n');
   var props = {
     fetcher: fetcher,
     defaultEditorToolsVisibility: true,
-    defaultQuery: firstQuery
+    defaultQuery: newTab
   };
   if (firstVisit) {
     props.query = firstQuery;

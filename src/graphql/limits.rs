@@ -100,6 +100,9 @@ const INTROSPECTION: &str = "
 const INTROSPECTION_LISTS: &[&str] = &["fields", "inputFields", "interfaces", "possibleTypes"];
 const MAX_INTROSPECTION_LISTS: usize = 2;
 
+/// `__type` lookups one operation may make (by response key; tools make one at a time).
+const MAX_TYPE_LOOKUPS: usize = 20;
+
 /// The type of every field of the schema's object and interface types (lists and
 /// non-null unwrapped), read from its SDL: what the limits need to know which `content`
 /// a selection asks for.
@@ -204,8 +207,6 @@ pub struct Measure {
     pub nesting: usize,
     pub fields: u64,
     pub cost: u64,
-    /// `__schema` fields: a second one only repeats the first.
-    pub schemas: u64,
     /// Levels of introspection's lists of fields and types (see [`INTROSPECTION_LISTS`]).
     pub introspection_lists: usize,
 }
@@ -216,7 +217,6 @@ impl Measure {
         self.nesting = self.nesting.max(other.nesting);
         self.fields = self.fields.saturating_add(other.fields);
         self.cost = self.cost.saturating_add(other.cost);
-        self.schemas = self.schemas.saturating_add(other.schemas);
         self.introspection_lists = self.introspection_lists.max(other.introspection_lists);
     }
 }
@@ -236,6 +236,10 @@ struct Analyzer<'a> {
     unknown: Option<&'a str>,
     /// A field given a cursor (`after`), which a subscription may not page with.
     cursor: bool,
+    /// The response keys of the operation's `__schema` and `__type` fields: fields of one
+    /// key merge into one answer, so these count what the answer holds.
+    schemas: HashSet<&'a str>,
+    type_lookups: HashSet<&'a str>,
     /// The first refusal found on the way: too many or repeated directives, an aliased
     /// introspection field.
     refusal: Option<ServerError>,
@@ -263,6 +267,8 @@ impl<'a> Analyzer<'a> {
             cycle: None,
             unknown: None,
             cursor: false,
+            schemas: HashSet::new(),
+            type_lookups: HashSet::new(),
             refusal: None,
             level: 0,
             too_deep: false,
@@ -283,14 +289,18 @@ impl<'a> Analyzer<'a> {
         // Fragment measures depend on the operation's variables.
         self.fragments.clear();
         self.cursor = false;
-        self.directives(&operation.directives, || "the operation".to_owned());
+        self.schemas.clear();
+        self.type_lookups.clear();
+        let mut directives = self.directives(&operation.directives, || "the operation".to_owned());
         for definition in &operation.variable_definitions {
-            self.directives(&definition.node.directives, || {
+            directives += self.directives(&definition.node.directives, || {
                 format!("the variable ${}", definition.node.name.node)
             });
         }
         let root = self.types.root(operation.ty);
-        self.selection_set(&operation.selection_set.node, Some(root))
+        let mut measure = self.selection_set(&operation.selection_set.node, Some(root));
+        measure.fields = measure.fields.saturating_add(directives);
+        measure
     }
 
     /// Measures a selection set (of type `ty`, when known) one level below the current one.
@@ -324,6 +334,15 @@ impl<'a> Analyzer<'a> {
                     let multiplier = self.first(field);
                     self.cursor |= field.get_argument("after").is_some();
                     let own = weight(ty, name);
+                    let key = field
+                        .alias
+                        .as_ref()
+                        .map_or(name, |alias| alias.node.as_str());
+                    match name {
+                        "__schema" => _ = self.schemas.insert(key),
+                        "__type" => _ = self.type_lookups.insert(key),
+                        _ => {}
+                    }
                     let introspective = ty.is_some_and(|ty| ty.starts_with("__"));
                     if introspective && field.alias.as_ref().is_some_and(|alias| alias.node != name)
                     {
@@ -338,7 +357,6 @@ impl<'a> Analyzer<'a> {
                         nesting: children.nesting,
                         fields: children.fields.saturating_add(1 + directives),
                         cost: children.cost.saturating_mul(multiplier).saturating_add(own),
-                        schemas: children.schemas + u64::from(name == "__schema"),
                         introspection_lists: children.introspection_lists
                             + usize::from(introspective && INTROSPECTION_LISTS.contains(&name)),
                     });
@@ -384,11 +402,12 @@ impl<'a> Analyzer<'a> {
             return Measure::default();
         };
         self.visiting.push(name.as_str());
-        self.directives(&definition.node.directives, || {
+        let directives = self.directives(&definition.node.directives, || {
             format!("the fragment `{name}`")
         });
         let ty = definition.node.type_condition.node.on.node.as_str();
-        let measure = self.nested(&definition.node.selection_set.node, Some(ty));
+        let mut measure = self.nested(&definition.node.selection_set.node, Some(ty));
+        measure.fields = measure.fields.saturating_add(directives);
         self.visiting.pop();
         self.fragments.insert(name.as_str(), measure);
         measure
@@ -607,10 +626,17 @@ impl QueryLimits {
                 return Err(refusal);
             }
             reached.extend(analyzer.fragments.keys().copied());
-            if measure.schemas > 1 {
+            if analyzer.schemas.len() > 1 {
                 return Err(too_complex(format!(
                     "the operation asks for `__schema` {} times; once holds all of it",
-                    measure.schemas
+                    analyzer.schemas.len()
+                )));
+            }
+            if analyzer.type_lookups.len() > MAX_TYPE_LOOKUPS {
+                return Err(too_complex(format!(
+                    "the operation looks up {} types with `__type`; the limit is \
+                     {MAX_TYPE_LOOKUPS}",
+                    analyzer.type_lookups.len()
                 )));
             }
             if measure.introspection_lists > MAX_INTROSPECTION_LISTS {
@@ -915,7 +941,6 @@ mod tests {
         let m = check(QueryLimits::default(), INTROSPECTION_QUERY).expect("within the limits");
         // `__schema types fields args type name`: `ofType` does not count.
         assert_eq!(m.depth, 6);
-        assert_eq!(m.schemas, 1);
         assert_eq!(m.introspection_lists, 1);
         // Nine `ofType`s deep, the document still nests well inside the recursion limit.
         assert!(m.nesting < RECURSION_LIMIT, "{m:?}");
@@ -958,6 +983,23 @@ mod tests {
         .expect_err("renamed lists");
         assert!(error.contains("may not be renamed"), "{error}");
         check(limits, "{ __schema { types: types { name } } }").expect("an alias of its own name");
+        // Fields of one response key merge into one answer: that is still one `__schema`.
+        check(
+            limits,
+            "{ ...A ...B } fragment A on Query { __schema { types { name } } } \
+             fragment B on Query { __schema { directives { name } } }",
+        )
+        .expect("one __schema, selected twice");
+        // Twenty `__type` lookups, and no more.
+        let lookups = |n: usize| {
+            let aliases: String = (0..n)
+                .map(|i| format!("t{i}: __type(name: \"Post\") {{ name }} "))
+                .collect();
+            check(limits, &format!("{{ {aliases} }}"))
+        };
+        lookups(20).expect("twenty");
+        let error = lookups(21).expect_err("twenty-one");
+        assert!(error.contains("looks up 21 types"), "{error}");
         // Outside `ofType`, introspection counts toward the depth like any field.
         let deep = "{ __type(name: \"Post\") { fields { args { type { ofType { ofType { \
                     fields { args { type { enumValues { name } } } } } } } } } } }";

@@ -13,12 +13,19 @@ use axum::{
 
 use super::AppState;
 
-/// The page may load and connect to this server only; nothing inline, no framing.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The page may load and connect to this server only, and run no inline script. Style
+/// elements need the page's nonce (GraphiQL's dialogs add one, with the nonce it reads from
+/// the page); style attributes (editor widgets set some) can load nothing beyond `img-src`.
+fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; \
+         style-src-attr 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+}
 
 const PAGE: &str = include_str!("../../assets/playground/index.html");
+const NONCE_SLOT: &str = "{{STYLE_NONCE}}";
 
 /// An embedded file: its name under `/graphql/playground/`, media type, bytes, gzip copy,
 /// and whether its name carries its version (and so may be cached for good).
@@ -31,7 +38,7 @@ struct Asset {
 }
 
 macro_rules! vendored {
-    ($name:literal, $media:literal) => {
+    ($name:literal, $media:expr) => {
         Asset {
             name: $name,
             media: $media,
@@ -50,11 +57,11 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 const ASSETS: &[Asset] = &[
-    vendored!("react-18.3.1.min.js", "text/javascript; charset=utf-8"),
-    vendored!("react-dom-18.3.1.min.js", "text/javascript; charset=utf-8"),
-    vendored!("graphiql-4.1.2.min.js", "text/javascript; charset=utf-8"),
-    vendored!("graphiql-4.1.2.min.css", "text/css; charset=utf-8"),
-    vendored!("graphql-ws-5.16.2.min.js", "text/javascript; charset=utf-8"),
+    vendored!("react-18.3.1.min.js", JS),
+    vendored!("react-dom-18.3.1.min.js", JS),
+    vendored!("graphiql-4.1.2.min.js", JS),
+    vendored!("graphiql-4.1.2.min.css", CSS),
+    vendored!("graphql-ws-5.16.2.min.js", JS),
     Asset {
         name: "playground.js",
         media: JS,
@@ -71,15 +78,16 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// The playground page, with the policy that keeps it to this server.
+/// The playground page, with the policy that keeps it to this server and a new nonce.
 pub fn page() -> Response {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, page_policy(&nonce)),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
-        PAGE,
+        PAGE.replace(NONCE_SLOT, &nonce),
     )
         .into_response()
 }
@@ -119,7 +127,7 @@ pub async fn asset(
 /// tools that read SDL rather than introspect. Off with introspection, in production.
 pub async fn schema(State(state): State<AppState>) -> Response {
     static SDL: LazyLock<String> = LazyLock::new(crate::graphql::sdl);
-    if state.settings.production {
+    if !state.pipeline.limits().introspection {
         return not_found();
     }
     (
@@ -170,7 +178,7 @@ mod tests {
                 "sha384-{}",
                 STANDARD.encode(digest(&SHA384, asset.bytes).as_ref())
             );
-            let tag = format!("/graphql/playground/{}\"\n", asset.name);
+            let tag = format!("\"graphql/playground/{}\"\n", asset.name);
             let at = PAGE
                 .find(&tag)
                 .unwrap_or_else(|| panic!("the page loads {}", asset.name));
@@ -184,7 +192,7 @@ mod tests {
         }
         for asset in ASSETS {
             assert!(
-                PAGE.contains(&format!("/graphql/playground/{}\"", asset.name)),
+                PAGE.contains(&format!("\"graphql/playground/{}\"", asset.name)),
                 "the page loads {}",
                 asset.name
             );

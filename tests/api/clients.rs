@@ -12,6 +12,7 @@ use crate::{
     helpers::{SECRET, TestApp, fresh_tables, spawn_app, spawn_app_on},
     subscriptions::{live, live_servers},
     tokens::{provider, viewer},
+    ws_client::Client,
 };
 
 fn root() -> PathBuf {
@@ -96,6 +97,25 @@ fn references(page: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Decompresses with the system's `gzip`, which is not the code that compressed it.
+fn gunzip(compressed: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let compressed = compressed.to_vec();
+    // Written from another thread: gzip's output must be read while it is fed.
+    let writer = std::thread::spawn(move || stdin.write_all(&compressed));
+    let output = child.wait_with_output().expect("gzip ends");
+    writer.join().expect("writer").expect("written");
+    assert!(output.status.success(), "not gzip");
+    output.stdout
+}
+
 #[tokio::test]
 async fn the_playground_loads_nothing_from_outside_the_server() {
     let app = spawn_app().await;
@@ -107,25 +127,38 @@ async fn the_playground_loads_nothing_from_outside_the_server() {
         .to_owned();
     for directive in [
         "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
+        "script-src 'self';",
+        "connect-src 'self';",
         "frame-ancestors 'none'",
     ] {
         assert!(policy.contains(directive), "{policy}");
     }
-    assert!(
-        !policy.contains("unsafe") && !policy.contains("http"),
-        "{policy}"
-    );
+    assert!(!policy.contains("http"), "{policy}");
+    // Style elements need the nonce of this answer, which the page hands to GraphiQL.
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a style nonce")
+        .to_owned();
+    assert!(nonce.len() >= 32, "{policy}");
     let page = page.text().await.expect("text");
+    assert!(page.contains(&format!("content=\"{nonce}\"")), "{page}");
+    let again = get(&app, "/graphql", &[("accept", "text/html")]).await;
+    let other = again.headers()["content-security-policy"]
+        .to_str()
+        .expect("text");
+    assert!(!other.contains(&nonce), "a new nonce for every page");
     let loaded = references(&page);
     assert!(loaded.len() >= 7, "{loaded:?}");
-    for path in loaded {
-        if path.starts_with("data:") {
+    for reference in loaded {
+        if reference.starts_with("data:") {
             continue;
         }
-        assert!(path.starts_with("/graphql/playground/"), "{path}");
+        // Relative to the page, so that it works under a path prefix too.
+        assert!(reference.starts_with("graphql/playground/"), "{reference}");
+        let path = format!("/{reference}");
+        let path = path.as_str();
         let plain = get(&app, path, &[]).await;
         assert_eq!(plain.status(), 200, "{path}");
         let media = plain.headers()["content-type"]
@@ -152,7 +185,11 @@ async fn the_playground_loads_nothing_from_outside_the_server() {
             );
             let compressed = gzip.bytes().await.expect("bytes");
             assert!(compressed.len() < bytes.len(), "{path}");
-            assert_eq!(&compressed[..2], &[0x1f, 0x8b], "{path}: gzip magic");
+            assert_eq!(
+                gunzip(&compressed),
+                bytes,
+                "{path}: the gzip copy is the file"
+            );
         }
     }
     // Only the files the page names.
@@ -343,7 +380,7 @@ async fn the_playground_works_in_a_browser_with_no_outside_network() {
         ],
     )
     .await;
-    for step in ["docs", "query", "subscription"] {
+    for step in ["docs", "firstTab", "dialogs", "query", "subscription"] {
         assert_eq!(figures[step], true, "{step}: {figures}");
     }
     assert_eq!(figures["blocked"], json!([]), "{figures}");
@@ -354,11 +391,33 @@ async fn the_playground_works_in_a_browser_with_no_outside_network() {
 async fn a_missing_variable_or_operation_is_a_request_error_on_every_transport() {
     let app = spawn_app().await;
     let missing = "query($id: ID!) { post(id: $id) { id } }";
-    for via in TRANSPORTS {
-        let errors = errors_via(&app, via, missing, json!({})).await;
-        assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{via:?}");
-        let errors = errors_via(&app, via, missing, json!({ "id": null })).await;
-        assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{via:?}");
+    let too_big = "query($n: Int) { users(first: $n) { nodes { id } } }";
+    let cases = [
+        (missing, json!({})),
+        (missing, json!({ "id": null })),
+        (too_big, json!({ "n": 3_000_000_000_i64 })),
+        (too_big, json!({ "n": -3_000_000_000_i64 })),
+    ];
+    for (query, variables) in &cases {
+        for via in TRANSPORTS {
+            let errors = errors_via(&app, via, query, variables.clone()).await;
+            assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{via:?} {variables}");
+        }
+        // Over WebSocket, as one `error` message: nothing ran.
+        let mut client = Client::connect(&app, None).await;
+        client
+            .send(json!({ "id": "1", "type": "subscribe",
+                          "payload": { "query": query, "variables": variables } }))
+            .await;
+        let message = client
+            .receive(Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        assert_eq!(message["type"], "error", "{message}");
+        assert_eq!(
+            message["payload"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
     }
     // A default, or a nullable type, needs no value.
     let body = app
@@ -401,4 +460,49 @@ async fn a_missing_variable_or_operation_is_a_request_error_on_every_transport()
     let body: Value = response.json().await.expect("json");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("no operation named \"Feed\""), "{body}");
+}
+
+/// Sends a request head on a raw connection, then waits for the answer without sending
+/// a byte of the body; returns what the server wrote before closing (or within 5 s).
+async fn answer_to_head(app: &TestApp, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+    assert!(
+        read.await.is_ok(),
+        "the server closed the connection within 5 s"
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_too_large_to_read_through_is_refused_at_once() {
+    let app = spawn_app().await;
+    // Waiting for a go-ahead that does not come: 413 at once, and no `100 Continue`.
+    let answer = answer_to_head(
+        &app,
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 2000000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    // Declaring more than is ever read through: 413 at once, and the connection ends.
+    let answer = answer_to_head(
+        &app,
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("BAD_USER_INPUT"), "{answer}");
 }

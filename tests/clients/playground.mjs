@@ -4,7 +4,8 @@
 // its own Content-Security-Policy (any violation, and any uncaught page error, fails the run).
 //
 // Steps, each allowed 30 s: the page renders the IDE; the docs explorer lists Query (the
-// page's own introspection went through); PostDetails runs with an Authorization header and
+// page's own introspection went through); the first tab runs as it opens; the settings
+// and short keys dialogs open and close; PostDetails runs with an Authorization header and
 // variables typed into their editors; a subscription runs over WebSocket and shows a comment
 // added over HTTP meanwhile. A screenshot is taken after the subscription's event.
 //
@@ -56,6 +57,8 @@ const figures = {
   blocked: [],
   cspViolations: 0,
   docs: false,
+  firstTab: false,
+  dialogs: false,
   query: false,
   subscription: false,
   screenshot: null,
@@ -201,6 +204,32 @@ await step('docs explorer lists Query', async () => {
     .first()
     .waitFor({ timeout: STEP_MS });
   figures.docs = true;
+});
+
+await step('the first tab runs as it opens', async () => {
+  // PostDetails with its variables, as a first visit finds it: run without touching it.
+  const query = await page.evaluate(readEditor, EDITOR.query);
+  if (!query.includes('query PostDetails')) throw new Error(`the first tab holds ${query.slice(0, 200)}`);
+  await page.waitForFunction(
+    (selector) => document.querySelector(selector)?.CodeMirror?.operationName === 'PostDetails',
+    EDITOR.query,
+    { timeout: STEP_MS },
+  );
+  await page.locator('.graphiql-execute-button').click({ timeout: STEP_MS });
+  await responseShows(['"post-0001"', '"commentCount"']);
+  figures.firstTab = true;
+});
+
+await step('dialogs open under the policy', async () => {
+  // GraphiQL's dialogs add style elements (allowed by the page's nonce): a violation would
+  // be recorded by the listeners above and fail the run.
+  for (const label of ['Open settings dialog', 'Open short keys dialog']) {
+    await page.locator(`.graphiql-sidebar button[aria-label="${label}"]`).click({ timeout: STEP_MS });
+    await page.locator('[role="dialog"]').first().waitFor({ timeout: STEP_MS });
+    await page.keyboard.press('Escape');
+    await page.locator('[role="dialog"]').first().waitFor({ state: 'detached', timeout: STEP_MS });
+  }
+  figures.dialogs = true;
 });
 
 // The title the query must show, read over HTTP rather than assumed from the demo data.
