@@ -71,14 +71,47 @@ impl Viewer {
     }
 }
 
-/// The claims the server reads. `iat` is optional (RFC 7519 makes it so, and many issuers
-/// leave it out); the development tokens carry it.
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims of the development tokens the server mints.
+#[derive(Debug, Serialize)]
 struct Claims {
     sub: String,
     exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
+    iat: u64,
+}
+
+/// The claims the server reads: `sub` and `exp` are required, `nbf` checked when present,
+/// `iat` (optional in RFC 7519, and left out by many issuers) ignored. Times are RFC 7519
+/// NumericDates, which may have a fraction, so they are read as numbers of any kind and
+/// checked here rather than by jsonwebtoken (which reads whole seconds only).
+#[derive(Debug, Deserialize)]
+struct ReadClaims {
+    sub: Option<String>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+/// The latest NumericDate read as one (the year 9999): past it, a time is garbage.
+const LAST_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+impl ReadClaims {
+    /// The token's `exp`, once it and `nbf` hold at `now` (seconds since the epoch),
+    /// give or take `leeway`.
+    fn check_times(&self, now: f64, leeway: f64) -> Result<f64, AppError> {
+        let sane = |time: f64| time.is_finite() && (0.0..=LAST_NUMERIC_DATE).contains(&time);
+        let exp = self
+            .exp
+            .ok_or_else(|| unauthenticated("the token lacks a required claim"))?;
+        if !sane(exp) || self.nbf.is_some_and(|nbf| !sane(nbf)) {
+            return Err(unauthenticated("the token is malformed"));
+        }
+        if exp + leeway < now {
+            return Err(unauthenticated("the token has expired"));
+        }
+        if self.nbf.is_some_and(|nbf| nbf - leeway > now) {
+            return Err(unauthenticated("the token is not valid yet"));
+        }
+        Ok(exp)
+    }
 }
 
 /// What a token must satisfy besides its signature, and how the JWKS is refreshed.
@@ -159,7 +192,7 @@ impl Authenticator {
         // A configured issuer or audience is required, not only checked when present
         // (RFC 8725, 3.8 and 3.9): otherwise any token the same provider signs for
         // another client would pass.
-        let mut required = vec!["exp", "sub"];
+        let mut required = vec!["sub"];
         if self.rules.issuer.is_some() {
             required.push("iss");
         }
@@ -167,8 +200,9 @@ impl Authenticator {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        validation.validate_nbf = true;
-        validation.leeway = self.rules.leeway.as_secs();
+        // `exp` and `nbf` are checked by `ReadClaims::check_times`, fractions and all.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         if let Some(issuer) = &self.rules.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -206,15 +240,11 @@ impl Authenticator {
                 let Some(jwks) = &self.jwks else {
                     return Err(unauthenticated("the token's algorithm is not accepted"));
                 };
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .ok_or_else(|| unauthenticated("the token names no key (kid)"))?;
-                jwks.key(kid, header.alg).await?
+                jwks.key(header.kid.as_deref(), header.alg).await?
             }
             _ => return Err(unauthenticated("the token's algorithm is not accepted")),
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))
+        let data = jsonwebtoken::decode::<ReadClaims>(token, &key, &self.validation(header.alg))
             .map_err(|err| {
                 use jsonwebtoken::errors::ErrorKind;
                 let why = match err.kind() {
@@ -234,10 +264,20 @@ impl Authenticator {
                 tracing::debug!(error = %err, "rejected a bearer token");
                 unauthenticated(why)
             })?;
-        let id = UserId::parse(data.claims.sub)
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let leeway = self.rules.leeway;
+        let exp = data.claims.check_times(now, leeway.as_secs_f64())?;
+        let sub = data
+            .claims
+            .sub
+            .ok_or_else(|| unauthenticated("the token lacks a required claim"))?;
+        let id = UserId::parse(sub)
             .map_err(|_| unauthenticated("the token's subject is not a valid user id"))?;
-        let valid_until =
-            SystemTime::UNIX_EPOCH + Duration::from_secs(data.claims.exp) + self.rules.leeway;
+        // `exp` is finite and within the year 9999: a valid Duration.
+        let valid_until = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp) + leeway;
         Ok(Viewer::user(id, valid_until))
     }
 
@@ -252,7 +292,7 @@ impl Authenticator {
             .as_secs();
         let claims = Claims {
             sub: user.to_string(),
-            iat: Some(iat),
+            iat,
             exp: iat + ttl.as_secs(),
         };
         Ok(jsonwebtoken::encode(
@@ -318,18 +358,27 @@ impl Jwks {
         }
     }
 
-    /// The cached key `kid`, and whether the cached set is younger than [`MAX_AGE`].
-    fn cached(&self, kid: &str) -> (Option<Jwk>, bool) {
+    /// The cached key `kid` names, and whether the cached set is younger than
+    /// [`MAX_AGE`]. A token without `kid` (RFC 7515 makes it optional) may use the set's
+    /// only key; when the set has several, it names none of them.
+    fn cached(&self, kid: Option<&str>) -> (Option<Jwk>, bool) {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         match &*keys {
-            Some((set, at)) => (set.find(kid).cloned(), at.elapsed() < MAX_AGE),
+            Some((set, at)) => {
+                let key = match (kid, set.keys.as_slice()) {
+                    (Some(kid), _) => set.find(kid),
+                    (None, [only]) => Some(only),
+                    (None, _) => None,
+                };
+                (key.cloned(), at.elapsed() < MAX_AGE)
+            }
             None => (None, false),
         }
     }
 
     async fn key(
         self: &Arc<Self>,
-        kid: &str,
+        kid: Option<&str>,
         algorithm: Algorithm,
     ) -> Result<DecodingKey, AppError> {
         let jwk = match self.cached(kid) {
@@ -355,6 +404,11 @@ impl Jwks {
                             "no JWKS could be fetched from {}",
                             self.url
                         )));
+                    }
+                    None if kid.is_none() => {
+                        return Err(unauthenticated(
+                            "the token names no key (kid), and the key set has several",
+                        ));
                     }
                     None => return Err(unauthenticated("the token's key is unknown")),
                 }

@@ -274,3 +274,76 @@ async fn tokens_need_only_sub_and_exp() {
     .expect("token");
     assert_eq!(viewer(&app, &plain).await.0, 200, "sub and exp are enough");
 }
+
+#[tokio::test]
+async fn numeric_dates_may_have_fractions_and_must_be_sane() {
+    let (config, storage) = crate::helpers::fresh_tables().await;
+    let app = spawn_app_on(config, storage).await;
+    let secret = jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes());
+    let token = |claims: Value| {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &secret).expect("token")
+    };
+    let now = now() as f64;
+    let cases = [
+        (json!({ "sub": "u1", "exp": now + 600.5 }), 200, None),
+        (
+            json!({ "sub": "u1", "exp": now + 600.25, "nbf": now - 0.5, "iat": now - 0.5 }),
+            200,
+            None,
+        ),
+        (
+            json!({ "sub": "u1", "exp": now - 60.5 }),
+            401,
+            Some("expired"),
+        ),
+        (
+            json!({ "sub": "u1", "exp": now + 600.0, "nbf": now + 120.5 }),
+            401,
+            Some("not valid yet"),
+        ),
+        (json!({ "sub": "u1", "exp": 1e300 }), 401, Some("malformed")),
+        (json!({ "sub": "u1", "exp": -5 }), 401, Some("malformed")),
+        (
+            json!({ "sub": "u1", "exp": "soon" }),
+            401,
+            Some("malformed"),
+        ),
+        (json!({ "sub": "u1" }), 401, Some("lacks a required claim")),
+        (
+            json!({ "exp": now + 600.0 }),
+            401,
+            Some("lacks a required claim"),
+        ),
+    ];
+    for (claims, status, why) in cases {
+        let (got, body) = viewer(&app, &token(claims.clone())).await;
+        assert_eq!(got, status, "{claims}: {body}");
+        if let Some(why) = why {
+            let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(why), "{claims}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_kid_uses_the_only_key_of_the_set() {
+    let key = es256_key("only");
+    let one = provider(vec![key.jwk.clone()]).await;
+    let app = app_with_jwks(&one.url, Duration::from_secs(30)).await;
+    let unnamed = |key: &SigningKey| {
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims("u1"), &key.encoding)
+            .expect("token")
+    };
+    assert_eq!(viewer(&app, &unnamed(&key)).await.0, 200);
+    // Signed by another key: the only key does not verify it.
+    assert_eq!(viewer(&app, &unnamed(&es256_key("other"))).await.0, 401);
+
+    // With two keys in the set, a token without `kid` names neither.
+    let second = es256_key("second");
+    let two = provider(vec![key.jwk.clone(), second.jwk.clone()]).await;
+    let app = app_with_jwks(&two.url, Duration::from_secs(30)).await;
+    let (status, body) = viewer(&app, &unnamed(&key)).await;
+    assert_eq!(status, 401);
+    assert!(body.to_string().contains("names no key (kid)"), "{body}");
+    assert_eq!(viewer(&app, &sign(&key, &claims("u1"))).await.0, 200);
+}
