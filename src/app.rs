@@ -33,7 +33,7 @@ pub struct App {
 impl App {
     /// Connects to DynamoDB as configured and binds the listener (port 0: a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let storage = Storage::connect(&config.dynamo).await?;
+        let storage = Storage::connect(&config.storage).await?;
         Self::build_with_storage(&config, storage).await
     }
 

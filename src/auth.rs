@@ -22,7 +22,11 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Secret, domain::UserId, error::AppError};
+use crate::{
+    config::{Secret, TokenRules},
+    domain::UserId,
+    error::AppError,
+};
 
 /// The acting user of a request, and until when their credentials hold; anonymous
 /// readers have neither.
@@ -111,31 +115,6 @@ impl ReadClaims {
             return Err(unauthenticated("the token is not valid yet"));
         }
         Ok(exp)
-    }
-}
-
-/// What a token must satisfy besides its signature, and how the JWKS is refreshed.
-#[derive(Clone, Debug)]
-pub struct TokenRules {
-    /// Required `iss`, when set: a token without one is refused too.
-    pub issuer: Option<String>,
-    /// Required `aud` (one of the token's), when set: a token without one is refused too.
-    pub audience: Option<String>,
-    /// The JWKS is fetched again for an unknown key id at most this often, so that tokens
-    /// with made-up key ids cannot make the server hammer the provider.
-    pub jwks_refresh_cooldown: Duration,
-    /// How far `exp` and `nbf` may be off, for clocks that disagree.
-    pub leeway: Duration,
-}
-
-impl Default for TokenRules {
-    fn default() -> Self {
-        Self {
-            issuer: None,
-            audience: None,
-            jwks_refresh_cooldown: Duration::from_secs(30),
-            leeway: Duration::from_secs(30),
-        }
     }
 }
 

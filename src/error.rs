@@ -15,6 +15,84 @@ pub const UNKNOWN_OUTCOME: &str = "the database did not answer in time: the chan
      not have been made. Retrying with the same idempotency key is safe (the change is made \
      once); without one, check before retrying";
 
+/// The contract's error codes (`extensions.code`), and what each means on each transport:
+/// the one place a failure's HTTP status and WebSocket close code are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+    BadUserInput,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    QueryTooComplex,
+    ServiceUnavailable,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    const ALL: [Self; 10] = [
+        Self::GraphqlParseFailed,
+        Self::GraphqlValidationFailed,
+        Self::BadUserInput,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Conflict,
+        Self::QueryTooComplex,
+        Self::ServiceUnavailable,
+        Self::InternalServerError,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|known| known.as_str() == code)
+    }
+
+    /// The HTTP status of a request refused with this error before it ran.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::GraphqlParseFailed
+            | Self::GraphqlValidationFailed
+            | Self::BadUserInput
+            | Self::QueryTooComplex => 400,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::ServiceUnavailable => 503,
+            Self::InternalServerError => 500,
+        }
+    }
+
+    /// The close code of a WebSocket connection refused with this error: `4403` says the
+    /// credentials are no good, so a client must not be told it when they were not checked.
+    pub const fn close_code(self) -> u16 {
+        match self {
+            Self::Unauthenticated | Self::Forbidden => 4403,
+            // RFC 6455's "try again later": graphql-ws clients reconnect after it.
+            Self::ServiceUnavailable => 1013,
+            Self::InternalServerError => 1011,
+            _ => 4400,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum AppError {
     /// The input is wrong; the message says how, in the client's terms.
@@ -53,16 +131,16 @@ impl AppError {
     }
 
     /// The contract's `extensions.code`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadUserInput(_) => "BAD_USER_INPUT",
-            Self::Unauthenticated(_) => "UNAUTHENTICATED",
-            Self::Forbidden(_) => "FORBIDDEN",
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::Conflict(_) => "CONFLICT",
-            Self::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => "SERVICE_UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+            Self::BadUserInput(_) => ErrorCode::BadUserInput,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
+            Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => ErrorCode::ServiceUnavailable,
+            Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
 

@@ -4,7 +4,9 @@
 pub mod app;
 /// Bearer tokens: verifying them into a viewer, and minting development tokens.
 pub mod auth;
-/// Flags with environment fallbacks, and the typed configuration built from them.
+/// The command line: flags with environment fallbacks, and the settings they make.
+pub mod cli;
+/// The server's settings, as plain data.
 pub mod config;
 /// Users, posts, comments, their ids, and client inputs checked before any I/O.
 pub mod domain;

@@ -3,7 +3,8 @@ use std::{process::ExitCode, time::Duration};
 use blog_graphql::{
     app::App,
     auth::Authenticator,
-    config::{Cli, Command, Config},
+    cli::{Cli, Command},
+    config::Config,
     domain::UserId,
     graphql, seed,
     storage::Storage,
@@ -32,7 +33,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             app.run(shutdown_signal()).await?;
         }
         Command::CreateTables(args) => {
-            let storage = Storage::connect(&args.dynamo).await?;
+            let storage = Storage::connect(&args.dynamo.settings()).await?;
             storage.create_tables().await?;
             let t = storage.tables();
             println!(
@@ -41,7 +42,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Seed(args) => {
-            let storage = Storage::connect(&args.dynamo).await?;
+            let storage = Storage::connect(&args.dynamo.settings()).await?;
             let seeded = seed::seed(&storage).await?;
             if !seeded.fresh {
                 println!("demo data is there already");

@@ -14,17 +14,17 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
         if let Some(source) = err.internal_source() {
-            tracing::error!(code = err.code(), error = ?source, "request failed");
+            tracing::error!(code = err.code().as_str(), error = ?source, "request failed");
         }
         let code = err.code();
         let unknown = err.outcome_is_unknown();
         async_graphql::Error::new(err.client_message()).extend_with(|_, e| {
-            e.set("code", code);
+            e.set("code", code.as_str());
             if unknown {
                 // The change may have been made: a client must not assume it was not.
                 e.set("outcome", "UNKNOWN");
@@ -33,12 +33,21 @@ impl From<AppError> for async_graphql::Error {
     }
 }
 
+/// An error refused outside any field (a bad token, say), logged and coded as a field's
+/// error would be.
+pub fn refusal(err: AppError) -> ServerError {
+    let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
+    error.locations.clear();
+    error
+}
+
 /// An error not tied to a place in the document (so without `locations`), with its code.
-pub fn coded(message: impl Into<String>, code: &'static str) -> ServerError {
+pub fn coded(message: impl Into<String>, code: ErrorCode) -> ServerError {
     with_code(ServerError::new(message, None), code)
 }
 
-fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
+/// `err` with `code`, unless it has a code already.
+pub fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
     let has_code = err
         .extensions
         .as_ref()
@@ -46,7 +55,7 @@ fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
     if !has_code {
         err.extensions
             .get_or_insert_with(Default::default)
-            .set("code", code);
+            .set("code", code.as_str());
     }
     err
 }
@@ -57,7 +66,7 @@ fn coded_response(mut response: Response) -> Response {
     response.errors = response
         .errors
         .into_iter()
-        .map(|e| with_code(e, "BAD_USER_INPUT"))
+        .map(|e| with_code(e, ErrorCode::BadUserInput))
         .collect();
     response
 }
@@ -97,7 +106,7 @@ impl Extension for ErrorCodes {
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables)
             .await
-            .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))
+            .map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))
     }
 
     async fn validation(
@@ -108,16 +117,16 @@ impl Extension for ErrorCodes {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
+                .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
                 .collect()
         })
     }
 }
 
 /// The code of a response's error, if it has one (for HTTP status decisions).
-pub fn error_code(err: &ServerError) -> Option<&str> {
+pub fn error_code(err: &ServerError) -> Option<ErrorCode> {
     match err.extensions.as_ref()?.get("code")? {
-        Value::String(code) => Some(code),
+        Value::String(code) => ErrorCode::parse(code),
         _ => None,
     }
 }

@@ -24,49 +24,19 @@ use async_graphql::{
 };
 
 use super::{error::coded, types::DEFAULT_FIRST};
-use crate::domain::PageSize;
-
-/// The limits, each a maximum. Defaults let every canonical operation of API.md through
-/// with room to spare (the costliest, `UsersPage`, costs 801; `CommentAdded` 12).
-#[derive(Clone, Copy, Debug)]
-pub struct QueryLimits {
-    pub max_bytes: usize,
-    pub max_variables_bytes: usize,
-    pub max_operations: usize,
-    pub max_depth: usize,
-    pub max_fields: u64,
-    /// Directives one location (a field, a fragment, an operation) may carry.
-    pub max_directives: usize,
-    pub max_cost: u64,
-    /// The cost limit of a subscription's selection, which is resolved for every event.
-    pub max_subscription_cost: u64,
-    /// Whether `__schema` and `__type` may be queried (off in production mode).
-    pub introspection: bool,
-}
-
-impl Default for QueryLimits {
-    fn default() -> Self {
-        Self {
-            max_bytes: 100_000,
-            max_variables_bytes: 256 * 1024,
-            max_operations: 20,
-            max_depth: 12,
-            max_fields: 1_000,
-            max_directives: 4,
-            max_cost: 10_000,
-            max_subscription_cost: 100,
-            introspection: true,
-        }
-    }
-}
+use crate::{config::QueryLimits, domain::PageSize, error::ErrorCode};
 
 /// The deepest nesting a document may have: of brackets before it is parsed, and of
 /// selection sets, fragment spreads and inline fragments once it is (the parser and
 /// async-graphql's own walks recurse once per level).
 pub const RECURSION_LIMIT: usize = 64;
 
-/// The schema's connection fields: their `first` defaults to 20 when left out.
-const CONNECTIONS: &[&str] = &["users", "posts", "comments"];
+/// A connection field is one whose type is a Relay connection, `…Connection` by the
+/// connection spec's naming: read from the schema, so that no connection escapes the
+/// cost. Its `first` defaults to 20 when left out.
+fn is_connection(ty: &str) -> bool {
+    ty.ends_with("Connection")
+}
 
 /// Fields that count for more than one value: they may hold many kilobytes (a post's
 /// `content` 64 KiB, a comment's 8), and count one per kilobyte. Without this, a hundred
@@ -325,13 +295,13 @@ impl<'a> Analyzer<'a> {
                     let name = field.name.node.as_str();
                     let directives =
                         self.directives(&field.directives, || format!("the field `{name}`"));
+                    let child = ty.and_then(|ty| self.types.field(ty, name));
                     let children = if field.selection_set.node.items.is_empty() {
                         Measure::default()
                     } else {
-                        let child = ty.and_then(|ty| self.types.field(ty, name));
                         self.nested(&field.selection_set.node, child)
                     };
-                    let multiplier = self.first(field);
+                    let multiplier = self.first(field, child.is_some_and(is_connection));
                     self.cursor |= field.get_argument("after").is_some();
                     let own = weight(ty, name);
                     let key = field
@@ -440,7 +410,7 @@ impl<'a> Analyzer<'a> {
                     "the directive @{twice} is used twice on {}; it is not repeatable",
                     place()
                 ),
-                "GRAPHQL_VALIDATION_FAILED",
+                ErrorCode::GraphqlValidationFailed,
             ));
         }
         directives.len() as u64
@@ -453,9 +423,9 @@ impl<'a> Analyzer<'a> {
     /// How many times the selection below a field may appear: its `first`, clamped to
     /// what the server accepts (a `first` out of range is the resolver's `BAD_USER_INPUT`,
     /// not a cost).
-    fn first(&self, field: &Field) -> u64 {
+    fn first(&self, field: &Field, connection: bool) -> u64 {
         let argument = field.get_argument("first");
-        if argument.is_none() && !CONNECTIONS.contains(&field.name.node.as_str()) {
+        if argument.is_none() && !connection {
             return 1;
         }
         let value = argument.map(|value| {
@@ -510,23 +480,23 @@ pub fn selected<'d>(
         // The only operation has no name, so it is not the one asked for.
         (DocumentOperations::Single(_), Some(name)) => Err(coded(
             format!("the document has no operation named {name:?}"),
-            "BAD_USER_INPUT",
+            ErrorCode::BadUserInput,
         )),
         (DocumentOperations::Multiple(operations), Some(name)) => {
             operations.get(name).ok_or_else(|| {
                 coded(
                     format!("the document has no operation named {name:?}"),
-                    "BAD_USER_INPUT",
+                    ErrorCode::BadUserInput,
                 )
             })
         }
         (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
             .values()
             .next()
-            .ok_or_else(|| coded("the document has no operation", "BAD_USER_INPUT")),
+            .ok_or_else(|| coded("the document has no operation", ErrorCode::BadUserInput)),
         (DocumentOperations::Multiple(_), None) => Err(coded(
             "the document has several operations: name the one to run in `operationName`",
-            "BAD_USER_INPUT",
+            ErrorCode::BadUserInput,
         )),
     }
 }
@@ -562,7 +532,7 @@ fn introspects(document: &ExecutableDocument, operation: &OperationDefinition) -
 }
 
 fn too_complex(message: String) -> ServerError {
-    coded(message, "QUERY_TOO_COMPLEX")
+    coded(message, ErrorCode::QueryTooComplex)
 }
 
 impl QueryLimits {
@@ -600,7 +570,7 @@ impl QueryLimits {
             if !self.introspection && introspects(document, operation) {
                 return Err(coded(
                     "introspection is turned off on this server",
-                    "GRAPHQL_VALIDATION_FAILED",
+                    ErrorCode::GraphqlValidationFailed,
                 ));
             }
             let measure = analyzer.operation(operation);
@@ -613,13 +583,13 @@ impl QueryLimits {
             if let Some(fragment) = analyzer.unknown {
                 return Err(coded(
                     format!("unknown fragment {fragment:?}"),
-                    "GRAPHQL_VALIDATION_FAILED",
+                    ErrorCode::GraphqlValidationFailed,
                 ));
             }
             if let Some(fragment) = analyzer.cycle {
                 return Err(coded(
                     format!("fragment {fragment:?} spreads itself, directly or through others"),
-                    "GRAPHQL_VALIDATION_FAILED",
+                    ErrorCode::GraphqlValidationFailed,
                 ));
             }
             if let Some(refusal) = analyzer.refusal.take() {
@@ -666,7 +636,7 @@ impl QueryLimits {
                     return Err(coded(
                         "a subscription's selection may not page with `after`: an event \
                          shows the first page of a connection",
-                        "BAD_USER_INPUT",
+                        ErrorCode::BadUserInput,
                     ));
                 }
             }
@@ -680,7 +650,7 @@ impl QueryLimits {
         {
             return Err(coded(
                 format!("fragment {unused:?} is never used"),
-                "GRAPHQL_VALIDATION_FAILED",
+                ErrorCode::GraphqlValidationFailed,
             ));
         }
         let measure = selected.unwrap_or_else(|| measure(document, variables, run, types));
@@ -727,6 +697,38 @@ mod tests {
         limits
             .check(&document, &Variables::default(), &operation.node, &types())
             .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn every_field_with_a_first_argument_is_a_connection() {
+        // The cost multiplies by `first` wherever it is given, and by the default page
+        // size where a connection leaves it out: the two must name the same fields.
+        let sdl = crate::graphql::sdl();
+        let document = async_graphql::parser::parse_schema(&sdl).expect("the SDL parses");
+        let types = types();
+        let mut connections = 0;
+        for definition in document.definitions {
+            use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+            let TypeSystemDefinition::Type(definition) = definition else {
+                continue;
+            };
+            let TypeKind::Object(object) = &definition.node.kind else {
+                continue;
+            };
+            let parent = definition.node.name.node.as_str();
+            for field in &object.fields {
+                let name = field.node.name.node.as_str();
+                let pages = field
+                    .node
+                    .arguments
+                    .iter()
+                    .any(|argument| argument.node.name.node == "first");
+                let connection = types.field(parent, name).is_some_and(is_connection);
+                assert_eq!(pages, connection, "{parent}.{name}");
+                connections += usize::from(connection);
+            }
+        }
+        assert!(connections >= 3, "users, posts and comments at least");
     }
 
     #[test]

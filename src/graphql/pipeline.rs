@@ -31,14 +31,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     AppSchema,
     context::Idempotency,
-    error::coded,
-    limits::{self, FieldTypes, QueryLimits, RECURSION_LIMIT},
+    error::{coded, with_code},
+    limits::{self, FieldTypes, RECURSION_LIMIT},
     nesting::nesting,
     subscription::Live,
 };
 use crate::{
-    auth::Viewer, domain::IdempotencyKey, error::UNKNOWN_OUTCOME, loaders::Loaders,
-    storage::Storage,
+    auth::Viewer, config::QueryLimits, domain::IdempotencyKey, error::ErrorCode,
+    error::UNKNOWN_OUTCOME, loaders::Loaders, storage::Storage,
 };
 
 /// Where a request's idempotency key is, in its `extensions` (from the `Idempotency-Key`
@@ -193,7 +193,10 @@ impl Pipeline {
                     "subscriptions are served over a WebSocket on this path (graphql-transport-ws)"
                 }
             };
-            return Err(Outcome::WrongTransport(refusal(message, "BAD_USER_INPUT")));
+            return Err(Outcome::WrongTransport(refusal(
+                message,
+                ErrorCode::BadUserInput,
+            )));
         }
         Ok(Prepared {
             request,
@@ -221,7 +224,7 @@ impl Pipeline {
             let Some(live) = &self.live else {
                 return Started::Done(Outcome::Refused(refusal(
                     "subscriptions are turned off on this server",
-                    "SERVICE_UNAVAILABLE",
+                    ErrorCode::ServiceUnavailable,
                 )));
             };
             let stream = self.schema.execute_stream(request.data(live.loaders()));
@@ -235,7 +238,7 @@ impl Pipeline {
             Err(_) if kind == OperationType::Mutation => {
                 // Cut off mid-write: what was written is written.
                 tracing::warn!(timeout = ?self.timeout, "a mutation timed out");
-                let mut error = coded(UNKNOWN_OUTCOME, "SERVICE_UNAVAILABLE");
+                let mut error = coded(UNKNOWN_OUTCOME, ErrorCode::ServiceUnavailable);
                 error
                     .extensions
                     .get_or_insert_with(Default::default)
@@ -265,7 +268,7 @@ impl Pipeline {
                     query.len(),
                     self.limits.max_bytes
                 ),
-                "QUERY_TOO_COMPLEX",
+                ErrorCode::QueryTooComplex,
             ));
         }
         let depth = nesting(query);
@@ -274,17 +277,11 @@ impl Pipeline {
                 format!(
                     "the document nests brackets {depth} levels deep; the limit is {RECURSION_LIMIT}"
                 ),
-                "QUERY_TOO_COMPLEX",
+                ErrorCode::QueryTooComplex,
             ));
         }
-        let document = async_graphql::parser::parse_query(query).map_err(|err| {
-            let mut error = ServerError::from(err);
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "GRAPHQL_PARSE_FAILED");
-            error
-        })?;
+        let document = async_graphql::parser::parse_query(query)
+            .map_err(|err| with_code(err.into(), ErrorCode::GraphqlParseFailed))?;
         self.limits.check_operations(&document)?;
         let operation = limits::selected(&document, request.operation_name.as_deref())?;
         let kind = operation.node.ty;
@@ -314,13 +311,13 @@ fn coerce_variables(
             None if !ty.nullable && definition.default_value.is_none() => {
                 return Err(coded(
                     format!("the variable ${name} of type {ty} is required and was not given"),
-                    "BAD_USER_INPUT",
+                    ErrorCode::BadUserInput,
                 ));
             }
             Some(value) if !ints_fit(&ty.base, value) => {
                 return Err(coded(
                     format!("the variable ${name} holds an Int outside 32 bits"),
-                    "BAD_USER_INPUT",
+                    ErrorCode::BadUserInput,
                 ));
             }
             _ => {}
@@ -376,7 +373,7 @@ impl futures::Stream for HoldUntilFirstPoll {
 
 /// The request's idempotency key, checked, if it has one.
 fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
-    let invalid = |why: String| coded(why, "BAD_USER_INPUT");
+    let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
     match request.extensions.get(IDEMPOTENCY_KEY) {
         None => Ok(None),
         Some(Value::String(key)) => IdempotencyKey::parse(key)
@@ -437,12 +434,12 @@ fn fingerprint(request: &Request) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn refusal(message: &str, code: &'static str) -> Response {
+fn refusal(message: &str, code: ErrorCode) -> Response {
     Response::from_errors(vec![coded(message, code)])
 }
 
 fn unavailable(message: &str) -> Response {
-    refusal(message, "SERVICE_UNAVAILABLE")
+    refusal(message, ErrorCode::ServiceUnavailable)
 }
 
 /// Whether a response is a request error: it failed before execution (parse, validation,

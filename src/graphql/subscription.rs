@@ -11,6 +11,7 @@ use super::types::{Comment, Post};
 use crate::{
     domain::{Event, PostId, UserId},
     error::AppError,
+    error::ErrorCode,
     loaders::Loaders,
     storage::{EventFeed, Storage},
 };
@@ -171,7 +172,7 @@ fn event_stream(
                 let error = async_graphql::Error::new(format!(
                     "this subscription fell {missed} events behind and was ended; subscribe again"
                 ))
-                .extend_with(|_, e| e.set("code", "SERVICE_UNAVAILABLE"));
+                .extend_with(|_, e| e.set("code", ErrorCode::ServiceUnavailable.as_str()));
                 Some((Err(error), state))
             }
             Err(broadcast::error::RecvError::Closed) => None,

@@ -18,10 +18,10 @@ use serde::Deserialize;
 use super::{AppState, wire};
 use crate::{
     domain::IdempotencyKey,
-    error::AppError,
+    error::{AppError, ErrorCode},
     graphql::{
         Caller, Outcome, Started, Transport,
-        error::{coded, error_code},
+        error::{coded, error_code, refusal},
         pipeline::is_request_error,
     },
     storage::CostRecorder,
@@ -301,7 +301,8 @@ async fn execute(
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let viewer = match state.auth.viewer(authorization).await {
         Ok(viewer) => viewer,
-        Err(err) => return request_error(media, StatusCode::UNAUTHORIZED, err),
+        // A bad token is 401; keys that could not be fetched are 503: the error says which.
+        Err(err) => return refused(media, err),
     };
     let cost = headers
         .get(COST_HEADER)
@@ -317,7 +318,7 @@ async fn execute(
         // The pipeline starts subscriptions only on transports that carry them.
         Started::Stream(_) => Outcome::WrongTransport(Response::from_errors(vec![coded(
             "subscriptions are served over a WebSocket on this path",
-            "BAD_USER_INPUT",
+            ErrorCode::BadUserInput,
         )])),
     };
     let (mut response, status) = match outcome {
@@ -369,17 +370,11 @@ fn respond(media: MediaType, response: Response) -> axum::response::Response {
         // `application/json` answers every well-formed GraphQL response with 200.
         MediaType::Json => StatusCode::OK,
         MediaType::GraphQLResponse if !request_error => StatusCode::OK,
-        MediaType::GraphQLResponse => {
-            let unauthenticated = response
-                .errors
-                .iter()
-                .any(|e| error_code(e) == Some("UNAUTHENTICATED"));
-            if unauthenticated {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::BAD_REQUEST
-            }
-        }
+        MediaType::GraphQLResponse => response
+            .errors
+            .first()
+            .and_then(error_code)
+            .map_or(StatusCode::BAD_REQUEST, status_of),
     };
     let mut body = serde_json::to_value(&response).unwrap_or_default();
     if request_error && let Some(object) = body.as_object_mut() {
@@ -388,8 +383,24 @@ fn respond(media: MediaType, response: Response) -> axum::response::Response {
     json_response(media, status, &body)
 }
 
+/// The status of a request refused with `code` before it ran.
+fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A request refused before it ran, answered with the status its error calls for.
+fn refused(media: MediaType, err: AppError) -> axum::response::Response {
+    let mut response = request_error(media, status_of(err.code()), err);
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {
-    let body = serde_json::json!({ "errors": [coded(err.client_message(), err.code())] });
+    let body = serde_json::json!({ "errors": [refusal(err)] });
     let status = if media == MediaType::Json && status != StatusCode::METHOD_NOT_ALLOWED {
         // Legacy clients expect 200 for GraphQL errors, but not for transport errors.
         match status {

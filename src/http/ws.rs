@@ -45,8 +45,12 @@ use tokio::{
 use super::{AppState, graphql, wire};
 use crate::{
     auth::Viewer,
-    error::AppError,
-    graphql::{Caller, Outcome, Started, Transport, error::coded, pipeline::is_request_error},
+    error::{AppError, ErrorCode},
+    graphql::{
+        Caller, Outcome, Started, Transport,
+        error::{coded, refusal},
+        pipeline::is_request_error,
+    },
 };
 
 /// How long, at shutdown, running operations have to finish (subscriptions send their
@@ -393,7 +397,10 @@ impl Connection {
                 None
             }
             Err(err) => {
-                let message = err.client_message();
+                // The close code is the error's: a bad token is `4403`, but keys that could
+                // not be fetched say "try again later", not that the token is bad.
+                let close = err.code().close_code();
+                let message = refusal(err).message;
                 if self.protocol == Protocol::Legacy {
                     let refused =
                         json!({ "type": "connection_error", "payload": { "message": message } });
@@ -401,7 +408,7 @@ impl Connection {
                         return Some(End::Gone);
                     }
                 }
-                Some(End::Close(4403, message))
+                Some(End::Close(close, message))
             }
         }
     }
@@ -435,7 +442,7 @@ impl Connection {
             let max = self.max_running;
             let errors = [coded(
                 format!("a connection may run at most {max} operations at once"),
-                "BAD_USER_INPUT",
+                ErrorCode::BadUserInput,
             )];
             let refused = json!({ "type": "error", "id": id, "payload": errors });
             return self.send_json(&refused).await.not().then_some(End::Gone);
@@ -587,7 +594,7 @@ impl Operation {
             let message = format!("a connection may run at most {max} {what} at once");
             self.error(Response::from_errors(vec![coded(
                 message,
-                "BAD_USER_INPUT",
+                ErrorCode::BadUserInput,
             )]))
             .await;
             return;

@@ -32,7 +32,7 @@ pub use streams::{EventFeed, FEED_CAPACITY};
 pub use tables::Tables;
 pub use writes::Written;
 
-use crate::{config::DynamoArgs, error::AppError};
+use crate::{config::StorageSettings, error::AppError};
 
 /// A handle on the blog's tables. Cheap to clone; a clone made by [`Storage::with_cost`]
 /// also counts its requests for one GraphQL request.
@@ -47,7 +47,7 @@ pub struct Storage {
 
 impl Storage {
     /// Builds a client from the standard AWS configuration chain, with `settings` on top.
-    pub async fn connect(settings: &DynamoArgs) -> anyhow::Result<Self> {
+    pub async fn connect(settings: &StorageSettings) -> anyhow::Result<Self> {
         let tables = Tables::new(&settings.app_name, &settings.deployment_id)?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
@@ -68,26 +68,16 @@ impl Storage {
                     .with_initial_backoff(Duration::from_millis(50))
                     .with_max_backoff(Duration::from_secs(1)),
             );
-        let region_in_env = std::env::var_os("AWS_REGION").is_some()
-            || std::env::var_os("AWS_DEFAULT_REGION").is_some();
-        match &settings.region {
-            Some(region) => loader = loader.region(Region::new(region.clone())),
-            // A local endpoint does not care about the region; don't go looking for one.
-            None if settings.endpoint_url.is_some() && !region_in_env => {
-                loader = loader.region(Region::from_static("us-east-1"));
-            }
-            None => {}
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
         }
         if let Some(endpoint) = &settings.endpoint_url {
             loader = loader.endpoint_url(endpoint);
-            // DynamoDB Local takes any credentials; spare local users from configuring some.
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-                && std::env::var_os("AWS_PROFILE").is_none()
-            {
-                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local", "local", None, None, "local",
-                ));
-            }
+        }
+        if settings.local_credentials {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "local",
+            ));
         }
         let sdk_config = loader.load().await;
         if sdk_config.region().is_none() {

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::{
 use blog_graphql::{
     app::App,
     auth::Authenticator,
-    config::{Config, DynamoArgs, LiveSettings, Secret},
+    config::{Config, LiveSettings, Secret, StorageSettings},
     domain::{Comment, CommentId, Post, PostId, User, UserId},
     storage::Storage,
 };
@@ -145,25 +145,26 @@ pub struct TestApp {
 }
 
 /// Settings of a test: its own table prefix on the shared DynamoDB Local.
-pub fn test_settings(endpoint: &str) -> DynamoArgs {
+pub fn test_settings(endpoint: &str) -> StorageSettings {
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    DynamoArgs {
+    StorageSettings {
         app_name: format!("t{}", &unique[..12]),
         deployment_id: "test".into(),
         endpoint_url: Some(endpoint.to_owned()),
         region: Some("us-east-1".into()),
+        local_credentials: true,
         timeouts: Default::default(),
     }
 }
 
-pub fn test_config(dynamo: DynamoArgs) -> Config {
+pub fn test_config(storage: StorageSettings) -> Config {
     Config {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
         jwt_secret: Some(SECRET.parse::<Secret>().expect("long enough")),
         jwks_url: None,
         token_rules: Default::default(),
-        dynamo,
+        storage,
         http: Default::default(),
         query: Default::default(),
         // Subscription tests turn the streams on; the others need no stream readers.

@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -12,9 +12,9 @@ use aws_lc_rs::{
     rand::SystemRandom,
     signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
 };
-use axum::{Json, Router, routing::get};
+use axum::{Json, Router, response::IntoResponse, routing::get};
 use base64::Engine as _;
-use blog_graphql::auth::TokenRules;
+use blog_graphql::config::TokenRules;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -66,6 +66,8 @@ pub struct Provider {
     fetches: Arc<AtomicUsize>,
     /// How long the provider takes to answer a fetch, in milliseconds.
     delay_ms: Arc<AtomicUsize>,
+    /// While set, the provider answers `503`.
+    failing: Arc<AtomicBool>,
     pub url: String,
 }
 
@@ -73,17 +75,26 @@ pub async fn provider(keys: Vec<Value>) -> Provider {
     let keys = Arc::new(Mutex::new(keys));
     let fetches = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicUsize::new(0));
-    let (k, f, d) = (keys.clone(), fetches.clone(), delay_ms.clone());
+    let failing = Arc::new(AtomicBool::new(false));
+    let (k, f, d, x) = (
+        keys.clone(),
+        fetches.clone(),
+        delay_ms.clone(),
+        failing.clone(),
+    );
     let router = Router::new().route(
         "/.well-known/jwks.json",
         get(move || {
-            let (k, f, d) = (k.clone(), f.clone(), d.clone());
+            let (k, f, d, x) = (k.clone(), f.clone(), d.clone(), x.clone());
             async move {
                 f.fetch_add(1, Ordering::SeqCst);
                 let delay = d.load(Ordering::SeqCst) as u64;
                 tokio::time::sleep(Duration::from_millis(delay)).await;
+                if x.load(Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
                 let keys = k.lock().expect("lock").clone();
-                Json(json!({ "keys": keys }))
+                Json(json!({ "keys": keys })).into_response()
             }
         }),
     );
@@ -99,6 +110,7 @@ pub async fn provider(keys: Vec<Value>) -> Provider {
         keys,
         fetches,
         delay_ms,
+        failing,
         url,
     }
 }
@@ -346,4 +358,57 @@ async fn a_token_without_kid_uses_the_only_key_of_the_set() {
     assert_eq!(status, 401);
     assert!(body.to_string().contains("names no key (kid)"), "{body}");
     assert_eq!(viewer(&app, &sign(&key, &claims("u1"))).await.0, 200);
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_fetched_are_unavailable_not_a_bad_token() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+
+    let key = es256_key("k1");
+    let jwks = provider(vec![key.jwk.clone()]).await;
+    jwks.failing.store(true, Ordering::SeqCst);
+    let app = app_with_jwks(&jwks.url, Duration::from_millis(100)).await;
+    let token = sign(&key, &claims("u1"));
+
+    // Over HTTP: 503 with Retry-After, under either media type, never 401.
+    for accept in ["application/graphql-response+json", "application/json"] {
+        let response = app
+            .http
+            .post(format!("{}/graphql", app.url))
+            .header("accept", accept)
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ viewer { id } }" }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 503, "{accept}");
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");
+    }
+
+    // Over WebSocket: closed with "try again later", not `4403 Forbidden`.
+    let mut ws = crate::ws_client::open(&app, "graphql-transport-ws")
+        .await
+        .expect("opens");
+    let init = json!({ "type": "connection_init",
+                       "payload": { "Authorization": format!("Bearer {token}") } });
+    ws.send(Message::text(init.to_string()))
+        .await
+        .expect("sent");
+    let mut closed = None;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+    {
+        if let Message::Close(frame) = message {
+            closed = frame.map(|f| f.code);
+            break;
+        }
+    }
+    assert_eq!(closed, Some(CloseCode::from(1013)));
+
+    // The keys are back: the same token is accepted.
+    jwks.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(viewer(&app, &token).await.0, 200);
 }
