@@ -1,0 +1,248 @@
+//! One table's stream: its shards, listed again now and then, each read by a task.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::AtomicU64},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use aws_sdk_dynamodbstreams::{
+    Client as StreamsClient, operation::describe_stream::DescribeStreamError, types::Shard,
+};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinSet,
+};
+
+use super::{
+    Kind, STREAM_GONE,
+    checkpoints::{Checkpoints, Position},
+    gone,
+    shard::ShardReader,
+    sleep_or_shutdown,
+};
+use crate::{domain::Event, storage::backoff};
+
+pub(super) struct Follower {
+    pub(super) dynamodb: aws_sdk_dynamodb::Client,
+    pub(super) streams: StreamsClient,
+    pub(super) table: String,
+    pub(super) kind: Kind,
+    pub(super) sender: broadcast::Sender<Event>,
+    pub(super) published: Arc<AtomicU64>,
+    pub(super) ready: watch::Sender<usize>,
+    pub(super) shutdown: watch::Receiver<bool>,
+    pub(super) checkpoints: Arc<dyn Checkpoints>,
+    /// Whether the feed has had its first look at the stream: from then on, a shard with
+    /// no checkpoint is new, and read from its beginning.
+    pub(super) started: bool,
+    pub(super) describe_interval: Duration,
+}
+
+impl Follower {
+    pub(super) async fn run(mut self) {
+        let mut failures = 0;
+        loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            match self.follow_stream().await {
+                Ok(()) => return,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(table = %self.table, error = ?err, "reading the table's stream failed; resuming from the checkpoints");
+                    let wait = backoff(
+                        failures.min(6),
+                        Duration::from_millis(200),
+                        Duration::from_secs(10),
+                    );
+                    if sleep_or_shutdown(wait.max(Duration::from_millis(100)), &mut self.shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn stream_arn(&self) -> anyhow::Result<String> {
+        let table = self
+            .dynamodb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .with_context(|| format!("describing {}", self.table))?
+            .table
+            .context("no table description")?;
+        table
+            .latest_stream_arn
+            .with_context(|| format!("table {} has no stream; run create-tables", self.table))
+    }
+
+    async fn shards(&self, arn: &str) -> anyhow::Result<Vec<Shard>> {
+        let mut shards = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .streams
+                .describe_stream()
+                .stream_arn(arn)
+                .set_exclusive_start_shard_id(start)
+                .send()
+                .await;
+            let output = match output {
+                Ok(output) => output,
+                Err(err) => {
+                    let gone = matches!(
+                        err.as_service_error(),
+                        Some(DescribeStreamError::ResourceNotFoundException(_))
+                    );
+                    let err = anyhow::Error::new(err).context("describing the stream");
+                    return Err(if gone { err.context(STREAM_GONE) } else { err });
+                }
+            };
+            let description = output.stream_description.context("no stream description")?;
+            shards.extend(description.shards.unwrap_or_default());
+            start = description.last_evaluated_shard_id;
+            if start.is_none() {
+                return Ok(shards);
+            }
+        }
+    }
+
+    /// Follows one stream until shutdown (`Ok`) or until it cannot go on (`Err`: the
+    /// stream is gone, or it could not be found; the caller starts again, and every shard
+    /// resumes from its checkpoint). A failed look at the shard list is not one of those:
+    /// the shards being read carry on, and the list is read again later.
+    async fn follow_stream(&mut self) -> anyhow::Result<()> {
+        let arn = self.stream_arn().await?;
+        let mut readers = JoinSet::new();
+        let mut reading: HashSet<String> = HashSet::new();
+        loop {
+            let listed = match self.shards(&arn).await {
+                Ok(shards) => Ok(shards),
+                Err(err) if gone(&err) => Err(err),
+                Err(err) if self.started => {
+                    tracing::warn!(table = %self.table, error = ?err, "listing the stream's shards failed; the shards being read carry on");
+                    Ok(Vec::new())
+                }
+                Err(err) => Err(err),
+            };
+            let started = match listed {
+                Ok(shards) => {
+                    self.start_readers(&arn, &shards, &mut readers, &mut reading)
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = started {
+                readers.shutdown().await;
+                return Err(err);
+            }
+            // Wait for a shard to be read to its end (its children can start), a reader to
+            // fail, the next periodic look at the shard list, or shutdown.
+            tokio::select! {
+                Some(result) = readers.join_next(), if !readers.is_empty() => {
+                    let failed = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(err)) => Some(err),
+                        Err(join) => Some(anyhow::anyhow!("a shard reader failed: {join}")),
+                    };
+                    if let Some(err) = failed {
+                        readers.shutdown().await;
+                        return Err(err);
+                    }
+                }
+                stop = sleep_or_shutdown(self.describe_interval, &mut self.shutdown) => {
+                    if stop {
+                        readers.shutdown().await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a reader for each listed shard that has none and is not read to its end.
+    async fn start_readers(
+        &mut self,
+        arn: &str,
+        shards: &[Shard],
+        readers: &mut JoinSet<anyhow::Result<()>>,
+        reading: &mut HashSet<String>,
+    ) -> anyhow::Result<()> {
+        let mut known = self.checkpoints.load(arn).await?;
+        // With positions on record (another process's, for a store that outlives one), this
+        // is not the first look: a shard with none is new.
+        let first = !self.started && known.is_empty();
+        let listed: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
+        for shard in shards {
+            let Some(id) = shard.shard_id() else { continue };
+            if reading.contains(id) {
+                continue;
+            }
+            let closed = shard
+                .sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_some());
+            let position = match known.get(id) {
+                Some(position) => position.clone(),
+                // History is not news: pass over closed shards, read open ones from now on.
+                None if first && closed => Position::Finished,
+                None if first => Position::Latest,
+                None => Position::Beginning,
+            };
+            if position == Position::Finished {
+                if !known.contains_key(id) {
+                    self.checkpoints.save(arn, id, Position::Finished).await?;
+                    known.insert(id.to_owned(), Position::Finished);
+                }
+                continue;
+            }
+            // A child is read once its parent is read to its end.
+            let parent_pending = shard.parent_shard_id().is_some_and(|parent| {
+                listed.contains(parent) && known.get(parent) != Some(&Position::Finished)
+            });
+            if parent_pending {
+                continue;
+            }
+            let reader = ShardReader {
+                streams: self.streams.clone(),
+                arn: arn.to_owned(),
+                shard: id.to_owned(),
+                kind: self.kind,
+                table: self.table.clone(),
+                sender: self.sender.clone(),
+                published: self.published.clone(),
+                shutdown: self.shutdown.clone(),
+                checkpoints: self.checkpoints.clone(),
+            };
+            // From now on: the iterator is taken before the feed says it is ready, so
+            // that everything written after that is read. Should the reader start again
+            // before it delivers anything, it resumes with what was written from now on.
+            let (position, first_iterator) = if position == Position::Latest {
+                let since = Position::Since(SystemTime::now());
+                self.checkpoints.save(arn, id, since.clone()).await?;
+                let iterator = match reader.iterator(&Position::Latest).await {
+                    Ok(iterator) => iterator,
+                    Err(err) => {
+                        tracing::warn!(table = %self.table, shard = %id, error = ?err, "getting a LATEST iterator failed; reading from the shard's start, without older records");
+                        None
+                    }
+                };
+                (since, iterator)
+            } else {
+                (position, None)
+            };
+            reading.insert(id.to_owned());
+            readers.spawn(reader.read(position, first_iterator));
+        }
+        if !self.started {
+            self.started = true;
+            self.ready.send_modify(|tables| *tables += 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! One shard's records, read to the shard's end and delivered once each.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use aws_sdk_dynamodbstreams::{
+    Client as StreamsClient,
+    operation::{get_records::GetRecordsError, get_shard_iterator::GetShardIteratorError},
+    types::{OperationType, ShardIteratorType},
+};
+use tokio::sync::{broadcast, watch};
+
+use super::{
+    CLOCK_MARGIN, Kind, POLL_INTERVAL, STREAM_GONE,
+    checkpoints::{Checkpoints, Position, later},
+    gone, sleep_or_shutdown,
+};
+use crate::{
+    domain::Event,
+    storage::{
+        backoff,
+        items::{comment_from_item, post_from_item},
+    },
+};
+
+pub(super) struct ShardReader {
+    pub(super) streams: StreamsClient,
+    pub(super) arn: String,
+    pub(super) shard: String,
+    pub(super) kind: Kind,
+    pub(super) table: String,
+    pub(super) sender: broadcast::Sender<Event>,
+    pub(super) published: Arc<AtomicU64>,
+    pub(super) shutdown: watch::Receiver<bool>,
+    pub(super) checkpoints: Arc<dyn Checkpoints>,
+}
+
+impl ShardReader {
+    /// Reads the shard from `position` (or from `first`, an iterator taken already) to
+    /// its end (it closed) or until shutdown. Fails only when the stream is gone; anything
+    /// else is retried from the checkpoint.
+    pub(super) async fn read(
+        mut self,
+        mut position: Position,
+        first: Option<String>,
+    ) -> anyhow::Result<()> {
+        let mut iterator: Option<String> = first;
+        // Records written before this are history (a shard read from "now" that has to
+        // start over from its oldest record); once a later record is delivered, every
+        // record after it is later too.
+        let mut since = match &position {
+            Position::Since(since) => Some(*since),
+            _ => None,
+        };
+        // The last record seen, delivered or passed over: nothing at or before it again.
+        let mut last: Option<String> = match &position {
+            Position::After(sequence) => Some(sequence.clone()),
+            _ => None,
+        };
+        let mut failures = 0;
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(());
+            }
+            let current = match iterator.take() {
+                Some(current) => current,
+                None => match self.iterator(&position).await {
+                    Ok(Some(fresh)) => fresh,
+                    // No iterator for a shard: it is read to its end.
+                    Ok(None) => return self.finished().await,
+                    Err(err) if gone(&err) => return self.lost(err).await,
+                    Err(err) => {
+                        failures += 1;
+                        tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "getting a shard iterator failed; retrying");
+                        if self.pause(failures).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                },
+            };
+            let result = self
+                .streams
+                .get_records()
+                .shard_iterator(&current)
+                .limit(1000)
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    failures = 0;
+                    let records = output.records.unwrap_or_default();
+                    let mut delivered = false;
+                    for record in &records {
+                        let Some(data) = record.dynamodb() else {
+                            continue;
+                        };
+                        let Some(sequence) = data.sequence_number() else {
+                            continue;
+                        };
+                        // Read twice (an iterator renewed at an older position): once only.
+                        if last.as_deref().is_some_and(|last| !later(sequence, last)) {
+                            continue;
+                        }
+                        last = Some(sequence.to_owned());
+                        let history = since.is_some_and(|since| {
+                            data.approximate_creation_date_time()
+                                .and_then(|at| SystemTime::try_from(*at).ok())
+                                .is_some_and(|at| at + CLOCK_MARGIN <= since)
+                        });
+                        if history {
+                            // Passed over, and not a position: a restart filters again.
+                            continue;
+                        }
+                        since = None;
+                        if record.event_name() == Some(&OperationType::Insert)
+                            && let Some(image) = data.new_image()
+                        {
+                            self.publish(image.clone());
+                        }
+                        position = Position::After(sequence.to_owned());
+                        delivered = true;
+                    }
+                    if delivered {
+                        self.save(position.clone()).await;
+                    }
+                    match output.next_shard_iterator {
+                        Some(next) => {
+                            iterator = Some(next);
+                            if records.is_empty()
+                                && sleep_or_shutdown(POLL_INTERVAL, &mut self.shutdown).await
+                            {
+                                return Ok(());
+                            }
+                        }
+                        None => return self.finished().await,
+                    }
+                }
+                Err(err) => match err.as_service_error() {
+                    Some(GetRecordsError::ResourceNotFoundException(_)) => {
+                        return self
+                            .lost(anyhow::Error::new(err).context(STREAM_GONE))
+                            .await;
+                    }
+                    // Renewed from the position.
+                    Some(GetRecordsError::ExpiredIteratorException(_)) => {}
+                    Some(GetRecordsError::TrimmedDataAccessException(_)) => {
+                        tracing::error!(
+                            table = %self.table,
+                            shard = %self.shard,
+                            after = ?last,
+                            "records of the shard were trimmed (24 hours) before they were read: \
+                             the events after the last one delivered, up to the oldest one left, \
+                             are lost; reading resumes at the oldest one left"
+                        );
+                        position = Position::Beginning;
+                    }
+                    _ => {
+                        // Throttling or a passing fault: the iterator stays valid.
+                        failures += 1;
+                        tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "GetRecords failed; retrying");
+                        if self.pause(failures).await {
+                            return Ok(());
+                        }
+                        iterator = Some(current);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Records a position; a store that fails only costs records read again later.
+    async fn save(&self, position: Position) {
+        if let Err(err) = self
+            .checkpoints
+            .save(&self.arn, &self.shard, position)
+            .await
+        {
+            tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "saving a checkpoint failed");
+        }
+    }
+
+    async fn finished(&self) -> anyhow::Result<()> {
+        tracing::debug!(table = %self.table, shard = %self.shard, "shard read to its end");
+        self.save(Position::Finished).await;
+        Ok(())
+    }
+
+    /// The shard is not found: gone with its records, or with the whole stream. The
+    /// shard is done either way; the follower finds out which when it lists the shards.
+    async fn lost(&self, err: anyhow::Error) -> anyhow::Result<()> {
+        tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "the shard is not found; its reading ends");
+        self.finished().await
+    }
+
+    /// Waits after a failure; `true` when the server is shutting down meanwhile.
+    async fn pause(&mut self, failures: u32) -> bool {
+        let wait = backoff(
+            failures.min(6),
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        );
+        sleep_or_shutdown(wait.max(Duration::from_millis(50)), &mut self.shutdown).await
+    }
+
+    /// An iterator at `position`.
+    pub(super) async fn iterator(&self, position: &Position) -> anyhow::Result<Option<String>> {
+        let (kind, after) = match position {
+            Position::Latest => (ShardIteratorType::Latest, None),
+            Position::After(sequence) => (ShardIteratorType::AfterSequenceNumber, Some(sequence)),
+            Position::Since(_) | Position::Beginning => (ShardIteratorType::TrimHorizon, None),
+            Position::Finished => return Ok(None),
+        };
+        let result = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(&self.shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(after.cloned())
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(output.shard_iterator),
+            // The position was trimmed away: from the oldest record left, and say so.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(GetShardIteratorError::TrimmedDataAccessException(_))
+                ) =>
+            {
+                tracing::error!(
+                    table = %self.table,
+                    shard = %self.shard,
+                    ?position,
+                    "the shard's position was trimmed (24 hours) before it was read: the events \
+                     after it, up to the oldest one left, are lost; reading resumes at the \
+                     oldest one left"
+                );
+                Box::pin(self.iterator(&Position::Beginning)).await
+            }
+            Err(err) => {
+                let gone = matches!(
+                    err.as_service_error(),
+                    Some(GetShardIteratorError::ResourceNotFoundException(_))
+                );
+                let err = anyhow::Error::new(err).context("getting a shard iterator");
+                Err(if gone { err.context(STREAM_GONE) } else { err })
+            }
+        }
+    }
+
+    fn publish(&self, image: HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>) {
+        let event = match self.kind {
+            Kind::Posts => post_from_item(image).map(Event::PostAdded),
+            Kind::Comments => comment_from_item(image).map(Event::CommentAdded),
+        };
+        match event {
+            // No subscriber at the moment is fine: nobody to tell.
+            Ok(event) => {
+                self.published.fetch_add(1, Ordering::SeqCst);
+                let _ = self.sender.send(event);
+            }
+            Err(err) => {
+                tracing::warn!(table = %self.table, error = ?err, "skipped a stream record that is not a valid item");
+            }
+        }
+    }
+}
