@@ -2,13 +2,13 @@
 
 use std::{future::Future, sync::Arc};
 
-use async_graphql::Context;
+use async_graphql::{Context, Request, ServerError, Value};
 
-use super::subscription::EventLoaders;
+use super::{error::coded, pipeline::IDEMPOTENCY_KEY, subscription::EventLoaders};
 use crate::{
     auth::Viewer,
     domain::{Claim, IdempotencyKey, UserId},
-    error::AppError,
+    error::{AppError, ErrorCode},
     loaders::Loaders,
 };
 
@@ -66,4 +66,83 @@ pub async fn nullable<T>(
             None
         }
     }
+}
+
+impl Idempotency {
+    /// A key with the digest of the request it came with.
+    pub(super) fn new(key: IdempotencyKey, request: &Request) -> Self {
+        Self {
+            key,
+            fingerprint: fingerprint(request),
+        }
+    }
+
+    /// The request's idempotency key, checked, if it has one.
+    pub(super) fn key_of(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
+        idempotency_key(request)
+    }
+}
+
+/// The request's idempotency key, checked, if it has one.
+/// The request's idempotency key, checked, if it has one.
+fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
+    let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
+    match request.extensions.get(IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(Value::String(key)) => IdempotencyKey::parse(key)
+            .map(Some)
+            .map_err(|err| invalid(err.to_string())),
+        Some(_) => Err(invalid(
+            "`extensions.idempotencyKey` must be a string".to_owned(),
+        )),
+    }
+}
+
+/// A digest of what a request asks: its document, the operation it names and its
+/// variables (their keys in sorted order, so that a client that serialises them in another
+/// order still sends the same request).
+fn fingerprint(request: &Request) -> String {
+    fn canonical(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    canonical(value, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let variables = request
+        .variables
+        .clone()
+        .into_value()
+        .into_json()
+        .unwrap_or_default();
+    let mut text = String::new();
+    text.push_str(request.operation_name.as_deref().unwrap_or(""));
+    text.push('\0');
+    text.push_str(&request.query);
+    text.push('\0');
+    canonical(&variables, &mut text);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

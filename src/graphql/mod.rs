@@ -11,6 +11,7 @@ pub mod pipeline;
 mod query;
 pub mod subscription;
 mod types;
+mod variables;
 
 use async_graphql::Schema;
 

@@ -21,9 +21,8 @@
 use std::{sync::Arc, time::Duration};
 
 use async_graphql::{
-    Request, Response, ServerError, Value, Variables,
-    futures_util::stream::BoxStream,
-    parser::types::{BaseType, OperationDefinition, OperationType},
+    Request, Response, ServerError, Value, futures_util::stream::BoxStream,
+    parser::types::OperationType,
 };
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,8 +36,8 @@ use super::{
     subscription::Live,
 };
 use crate::{
-    auth::Viewer, config::QueryLimits, domain::IdempotencyKey, error::ErrorCode,
-    error::UNKNOWN_OUTCOME, loaders::Loaders, storage::Storage,
+    auth::Viewer, config::QueryLimits, error::ErrorCode, error::UNKNOWN_OUTCOME, loaders::Loaders,
+    storage::Storage,
 };
 
 /// Where a request's idempotency key is, in its `extensions` (from the `Idempotency-Key`
@@ -177,15 +176,12 @@ impl Pipeline {
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
         let refused = |error| Outcome::Refused(Response::from_errors(vec![error]));
-        let key = idempotency_key(&request).map_err(refused)?;
+        let key = Idempotency::key_of(&request).map_err(refused)?;
         let kind = self.check(&mut request).map_err(refused)?;
         // A key names a change: it matters to mutations only (queries change nothing).
         let idempotency = key
             .filter(|_| kind == OperationType::Mutation)
-            .map(|key| Idempotency {
-                key,
-                fingerprint: fingerprint(&request),
-            });
+            .map(|key| Idempotency::new(key, &request));
         if !transport.carries(kind) {
             let message = match transport {
                 Transport::Get => "only queries may be sent with GET; send mutations with POST",
@@ -287,58 +283,9 @@ impl Pipeline {
         let kind = operation.node.ty;
         self.limits
             .check(&document, &request.variables, &operation.node, &self.types)?;
-        coerce_variables(&operation.node, &request.variables)?;
+        super::variables::coerce(&operation.node, &request.variables)?;
         request.set_parsed_query(document);
         Ok(kind)
-    }
-}
-
-/// The spec's coercion of variable values, where async-graphql leaves it to execution:
-/// every variable of a non-null type without a default is given, and not as `null`; an
-/// `Int` (alone or in lists) fits in 32 bits. Checked before execution, so that a bad
-/// value is a request error on every transport, as the GraphQL-over-HTTP spec and
-/// graphql-transport-ws want, rather than a field error once execution has begun.
-fn coerce_variables(
-    operation: &OperationDefinition,
-    variables: &Variables,
-) -> Result<(), ServerError> {
-    for definition in &operation.variable_definitions {
-        let definition = &definition.node;
-        let name = &definition.name.node;
-        let ty = &definition.var_type.node;
-        let given = variables.get(name).filter(|value| **value != Value::Null);
-        match given {
-            None if !ty.nullable && definition.default_value.is_none() => {
-                return Err(coded(
-                    format!("the variable ${name} of type {ty} is required and was not given"),
-                    ErrorCode::BadUserInput,
-                ));
-            }
-            Some(value) if !ints_fit(&ty.base, value) => {
-                return Err(coded(
-                    format!("the variable ${name} holds an Int outside 32 bits"),
-                    ErrorCode::BadUserInput,
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Whether every `Int` of `value`, read as `ty`, fits in 32 bits (other mismatches are
-/// validation's to report).
-fn ints_fit(ty: &BaseType, value: &Value) -> bool {
-    match (ty, value) {
-        (BaseType::Named(name), Value::Number(number)) if name == "Int" => {
-            number.as_i64().is_none_or(|n| i32::try_from(n).is_ok())
-        }
-        (BaseType::List(inner), Value::List(items)) => {
-            items.iter().all(|item| ints_fit(&inner.base, item))
-        }
-        // A single value where a list is expected is a list of one.
-        (BaseType::List(inner), value) => ints_fit(&inner.base, value),
-        _ => true,
     }
 }
 
@@ -371,69 +318,6 @@ impl futures::Stream for HoldUntilFirstPoll {
     }
 }
 
-/// The request's idempotency key, checked, if it has one.
-fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
-    let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
-    match request.extensions.get(IDEMPOTENCY_KEY) {
-        None => Ok(None),
-        Some(Value::String(key)) => IdempotencyKey::parse(key)
-            .map(Some)
-            .map_err(|err| invalid(err.to_string())),
-        Some(_) => Err(invalid(
-            "`extensions.idempotencyKey` must be a string".to_owned(),
-        )),
-    }
-}
-
-/// A digest of what a request asks: its document, the operation it names and its
-/// variables (their keys in sorted order, so that a client that serialises them in another
-/// order still sends the same request).
-fn fingerprint(request: &Request) -> String {
-    fn canonical(value: &serde_json::Value, out: &mut String) {
-        match value {
-            serde_json::Value::Object(map) => {
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                out.push('{');
-                for (i, (key, value)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                    out.push(':');
-                    canonical(value, out);
-                }
-                out.push('}');
-            }
-            serde_json::Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    canonical(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let variables = request
-        .variables
-        .clone()
-        .into_value()
-        .into_json()
-        .unwrap_or_default();
-    let mut text = String::new();
-    text.push_str(request.operation_name.as_deref().unwrap_or(""));
-    text.push('\0');
-    text.push_str(&request.query);
-    text.push('\0');
-    canonical(&variables, &mut text);
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn refusal(message: &str, code: ErrorCode) -> Response {
     Response::from_errors(vec![coded(message, code)])
 }
@@ -448,31 +332,4 @@ pub fn is_request_error(response: &Response) -> bool {
     response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use async_graphql::parser::types::Type;
-
-    use super::*;
-
-    #[test]
-    fn ints_must_fit_in_32_bits_in_lists_too() {
-        let fits = |ty: &str, value: serde_json::Value| {
-            let ty = Type::new(ty).expect("a type");
-            ints_fit(&ty.base, &Value::from_json(value).expect("a value"))
-        };
-        assert!(fits("Int", serde_json::json!(2_147_483_647)));
-        assert!(!fits("Int", serde_json::json!(2_147_483_648_i64)));
-        assert!(!fits(
-            "[[Int!]]",
-            serde_json::json!([[1], [2, -3_000_000_000_i64]])
-        ));
-        assert!(fits("[Int]", serde_json::json!([1, null, 3])));
-        // A single value where a list is expected is a list of one.
-        assert!(!fits("[Int]", serde_json::json!(5_000_000_000_i64)));
-        // Not Ints: validation's to judge.
-        assert!(fits("String", serde_json::json!(5_000_000_000_i64)));
-        assert!(fits("Int", serde_json::json!(1.5)));
-    }
 }

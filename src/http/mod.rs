@@ -1,6 +1,7 @@
 //! HTTP: routes, the GraphQL handlers, WebSocket, health checks, the layers around them,
 //! and the loop that serves connections.
 
+mod body;
 mod graphql;
 mod health;
 mod playground;

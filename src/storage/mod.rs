@@ -6,6 +6,7 @@
 mod batch;
 mod comments;
 mod cost;
+mod edits;
 mod idempotency;
 mod items;
 mod pages;

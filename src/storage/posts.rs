@@ -7,11 +7,12 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Page, PageKey, Storage, classify_write,
+    edits::why_not_author_edit,
     items::{Item, post_from_item, post_to_item},
     pages::Source,
     tables::USER_POSTS_INDEX,
     write_once,
-    writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string, why_not_author_edit},
+    writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string},
 };
 use crate::{
     domain::{Claim, PageSize, Post, PostContent, PostId, Title, UserId},

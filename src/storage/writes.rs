@@ -1,27 +1,19 @@
-//! Conditional writes: transactions retried on conflicts, and edits of an item that
-//! only its author may make, at an expected version.
+//! Conditional writes: transactions retried on conflicts (edits by an item's author are
+//! in `edits.rs`).
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_sdk_dynamodb::{
     operation::transact_write_items::TransactWriteItemsError,
-    types::{
-        AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
-        TransactWriteItem, Update,
-    },
+    types::{AttributeValue, ReturnConsumedCapacity, TransactWriteItem},
 };
 
 use super::{
     Storage, WRITE_ATTEMPTS, WriteFailure, backoff, classify, classify_write,
-    idempotency::replay_of,
-    items::{Item, epoch_value},
-    write_failure, write_once,
+    idempotency::replay_of, items::Item, write_failure,
 };
-use crate::{
-    domain::{Claim, UserId},
-    error::AppError,
-};
+use crate::{domain::Claim, error::AppError};
 
 /// Concurrent transactions on one item (many comments on one post at once) make
 /// DynamoDB cancel some with `TransactionConflict`; nothing was written then, so they
@@ -249,138 +241,6 @@ impl Storage {
         .await;
     }
 
-    /// Edits an item that only its author may edit: sets `changes`, stamps `UpdatedAt`,
-    /// adds 1 to `Version` (items written by Da Vinci count as version 1), all on the
-    /// condition that the item exists, `UserId` is `author`, and the version is
-    /// `expected_version` when given. When a condition fails, the item as it was tells
-    /// which one: `NOT_FOUND`, `FORBIDDEN` or `CONFLICT`.
-    ///
-    /// One `UpdateItem`; under an idempotency key, a transaction with the key's record
-    /// instead (and a read of the edited item, which a transaction does not return).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn edit(
-        &self,
-        table: &str,
-        key: (&str, &str),
-        what: &str,
-        author: &UserId,
-        expected_version: Option<i64>,
-        changes: Vec<(&str, AttributeValue)>,
-        claim: Option<&Claim>,
-    ) -> Result<Written<Item>, AppError> {
-        let mut names: HashMap<String, String> =
-            HashMap::from([("#key".to_owned(), key.0.to_owned())]);
-        let mut values: HashMap<String, AttributeValue> = HashMap::from([
-            (":author".to_owned(), s(author.as_str())),
-            (":now".to_owned(), epoch_value(crate::domain::now())),
-            (":one".to_owned(), n(1)),
-        ]);
-        let mut sets = vec![
-            "UpdatedAt = :now".to_owned(),
-            "Version = if_not_exists(Version, :one) + :one".to_owned(),
-        ];
-        for (i, (name, value)) in changes.into_iter().enumerate() {
-            names.insert(format!("#c{i}"), name.to_owned());
-            values.insert(format!(":c{i}"), value);
-            sets.push(format!("#c{i} = :c{i}"));
-        }
-        let mut condition = "attribute_exists(#key) AND UserId = :author".to_owned();
-        if let Some(version) = expected_version {
-            values.insert(":expected".to_owned(), n(version));
-            // An item without `Version` (written by Da Vinci) is at version 1.
-            condition.push_str(if version == 1 {
-                " AND (Version = :expected OR attribute_not_exists(Version))"
-            } else {
-                " AND Version = :expected"
-            });
-        }
-        let update_expression = format!("SET {}", sets.join(", "));
-        let refused =
-            |old: Option<&Item>| why_not_author_edit(what, key.1, author, expected_version, old);
-
-        if let Some(claim) = claim {
-            let update = Update::builder()
-                .table_name(table)
-                .key(key.0, s(key.1))
-                .update_expression(update_expression)
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map_err(AppError::internal)?;
-            let items = vec![TransactWriteItem::builder().update(update).build()];
-            let claimed = Claimed {
-                claim,
-                result: key.1,
-            };
-            return match self
-                .transact(items, Some(claimed), |reasons| {
-                    OnCancel::Fail(refused(reasons[0].item.as_ref()))
-                })
-                .await?
-            {
-                Transacted::Replayed(id) => Ok(Written::Replayed(id)),
-                Transacted::Applied | Transacted::Retry => {
-                    // The edit is made; should reading it fail, a retry with the key
-                    // gets it.
-                    let applied = || {
-                        AppError::outcome_unknown(anyhow!(
-                            "an edited {what} could not be read back"
-                        ))
-                    };
-                    let item = self.get(table, key).await.map_err(|_| applied())?;
-                    item.map(Written::Applied).ok_or_else(applied)
-                }
-            };
-        }
-
-        let update = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(key.0, s(key.1))
-            .update_expression(update_expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        let result = write_once(|| {
-            update
-                .clone()
-                .customize()
-                .config_override(self.no_sdk_retries())
-                .send()
-        })
-        .await;
-        match result {
-            Ok(output) => {
-                self.record("UpdateItem", output.consumed_capacity.as_slice());
-                output
-                    .attributes
-                    .map(Written::Applied)
-                    .ok_or_else(|| AppError::internal(anyhow!("UpdateItem returned no item")))
-            }
-            Err(err) => {
-                self.record("UpdateItem", &[]);
-                let Some(failed) = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(f) => Some(f),
-                        _ => None,
-                    })
-                else {
-                    return Err(classify_write("UpdateItem", err, false));
-                };
-                Err(refused(failed.item()))
-            }
-        }
-    }
-
     /// One item by its key, read consistently.
     pub(crate) async fn get(
         &self,
@@ -407,25 +267,4 @@ impl Storage {
             }
         }
     }
-}
-
-/// Tells which condition of an author-only edit failed, from the item as it was.
-pub(crate) fn why_not_author_edit(
-    what: &str,
-    id: &str,
-    author: &UserId,
-    expected_version: Option<i64>,
-    old: Option<&Item>,
-) -> AppError {
-    let Some(old) = old else {
-        return AppError::NotFound(format!("{what} {id:?} does not exist"));
-    };
-    if string(old, "UserId") != Some(author.as_str()) {
-        return AppError::Forbidden(format!("only the author may change {what} {id:?}"));
-    }
-    let current = number(old, "Version").unwrap_or(1);
-    AppError::Conflict(format!(
-        "{what} {id:?} has changed: expectedVersion is {}, the current version is {current}",
-        expected_version.unwrap_or(current)
-    ))
 }
