@@ -15,14 +15,14 @@ use crate::{
 /// A request's idempotency key, and the digest of what the request asked (its document,
 /// operation and variables), for the mutations it runs.
 #[derive(Clone, Debug)]
-pub struct Idempotency {
+pub(super) struct Idempotency {
     pub key: IdempotencyKey,
     pub fingerprint: String,
 }
 
 /// The idempotency claim of the mutation field being resolved, when the request carries
 /// a key: the change it makes is remembered under the user's key and the field's name.
-pub fn claim(ctx: &Context<'_>, user: &UserId) -> Option<Claim> {
+pub(super) fn claim(ctx: &Context<'_>, user: &UserId) -> Option<Claim> {
     let idempotency = ctx.data_opt::<Idempotency>()?;
     Some(Claim {
         user: user.clone(),
@@ -38,7 +38,7 @@ fn missing(what: &str) -> AppError {
 
 /// The loaders of this request: its own for a query or mutation, the current event's
 /// for a subscription.
-pub fn loaders(ctx: &Context<'_>) -> Result<Arc<Loaders>, AppError> {
+pub(super) fn loaders(ctx: &Context<'_>) -> Result<Arc<Loaders>, AppError> {
     if let Some(loaders) = ctx.data_opt::<Arc<Loaders>>() {
         return Ok(loaders.clone());
     }
@@ -47,14 +47,14 @@ pub fn loaders(ctx: &Context<'_>) -> Result<Arc<Loaders>, AppError> {
         .ok_or_else(|| missing("Loaders"))
 }
 
-pub fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {
+pub(super) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {
     ctx.data_opt::<Viewer>().ok_or_else(|| missing("Viewer"))
 }
 
 /// The value of a nullable field. On failure the error is reported with the field's path
 /// and the field is null, as the GraphQL spec has it (async-graphql 7 would leave the
 /// field out of the response instead, or null the whole parent).
-pub async fn nullable<T>(
+pub(super) async fn nullable<T>(
     ctx: &Context<'_>,
     value: impl Future<Output = Result<Option<T>, AppError>>,
 ) -> Option<T> {

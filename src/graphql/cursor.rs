@@ -11,7 +11,7 @@ const MAX_CURSOR_LEN: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum List {
+pub(super) enum List {
     Users,
     UserPosts,
     PostComments,
@@ -25,7 +25,7 @@ struct Cursor {
     k: PageKey,
 }
 
-pub fn encode(list: List, parent: &str, key: &PageKey) -> String {
+pub(super) fn encode(list: List, parent: &str, key: &PageKey) -> String {
     let cursor = Cursor {
         l: list,
         p: parent.to_owned(),
@@ -37,7 +37,11 @@ pub fn encode(list: List, parent: &str, key: &PageKey) -> String {
 }
 
 /// The position `after` names in the list `list` of `parent`.
-pub fn decode(list: List, parent: &str, after: Option<&str>) -> Result<Option<PageKey>, AppError> {
+pub(super) fn decode(
+    list: List,
+    parent: &str,
+    after: Option<&str>,
+) -> Result<Option<PageKey>, AppError> {
     let Some(after) = after else {
         return Ok(None);
     };

@@ -17,14 +17,14 @@ use crate::{
 pub struct Mutation;
 
 #[derive(InputObject)]
-pub struct CreateUserInput {
+pub(super) struct CreateUserInput {
     /// 3 to 32 letters, digits, `_` or `-`.
     username: String,
     email: String,
 }
 
 #[derive(InputObject)]
-pub struct CreatePostInput {
+pub(super) struct CreatePostInput {
     /// 1 to 200 characters, not blank.
     title: String,
     /// Up to 64 KiB, not blank.
@@ -32,14 +32,14 @@ pub struct CreatePostInput {
 }
 
 #[derive(InputObject)]
-pub struct UpdateUserInput {
+pub(super) struct UpdateUserInput {
     /// 3 to 32 letters, digits, `_` or `-`; unique regardless of case.
     username: Option<String>,
     email: Option<String>,
 }
 
 #[derive(InputObject)]
-pub struct UpdatePostInput {
+pub(super) struct UpdatePostInput {
     /// 1 to 200 characters, not blank.
     title: Option<String>,
     /// Up to 64 KiB, not blank.
@@ -50,7 +50,7 @@ pub struct UpdatePostInput {
 }
 
 #[derive(InputObject)]
-pub struct AddCommentInput {
+pub(super) struct AddCommentInput {
     post_id: ID,
     /// Up to 8 KiB, not blank.
     content: String,

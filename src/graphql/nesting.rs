@@ -16,7 +16,7 @@
 //! parser reads would let the process abort, so every doubt is resolved by counting.
 
 /// The deepest nesting of `{`, `[` and `(` outside strings and comments.
-pub fn nesting(source: &str) -> usize {
+pub(super) fn nesting(source: &str) -> usize {
     let bytes = source.as_bytes();
     let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
     // Multi-byte UTF-8 sequences contain no ASCII bytes, so stepping through bytes and

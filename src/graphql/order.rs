@@ -15,7 +15,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-pub struct FieldOrder;
+pub(super) struct FieldOrder;
 
 impl ExtensionFactory for FieldOrder {
     fn create(&self) -> Arc<dyn Extension> {

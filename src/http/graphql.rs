@@ -35,7 +35,7 @@ const JSON: &str = "application/json";
 /// Clients send `x-dynamodb-cost: 1` to get the request's DynamoDB cost in `extensions`.
 const COST_HEADER: &str = "x-dynamodb-cost";
 /// The IETF HTTP API working group's header naming a change, so that retries make it once.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub(super) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The media type of the answer: the spec's own when the client accepts it, else JSON.
 #[derive(Clone, Copy, PartialEq)]
@@ -65,7 +65,7 @@ impl MediaType {
     }
 }
 
-pub async fn post_graphql(
+pub(super) async fn post_graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -155,7 +155,7 @@ struct GetParams {
     variables: Option<String>,
 }
 
-pub async fn get_graphql(
+pub(super) async fn get_graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,

@@ -8,12 +8,12 @@ use super::AppState;
 use crate::storage::Storage;
 
 /// Liveness: the process answers.
-pub async fn health() -> Json<Value> {
+pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Readiness: DynamoDB answers and the tables are there.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.readiness.check(&state.storage).await {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     } else {

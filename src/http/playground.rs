@@ -79,7 +79,7 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The playground page, with the policy that keeps it to this server and a new nonce.
-pub fn page() -> Response {
+pub(super) fn page() -> Response {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     (
         [
@@ -93,7 +93,7 @@ pub fn page() -> Response {
 }
 
 /// `GET /graphql/playground/{file}`: one of the page's files.
-pub async fn asset(
+pub(super) async fn asset(
     State(state): State<AppState>,
     Path(file): Path<String>,
     headers: HeaderMap,
@@ -125,7 +125,7 @@ pub async fn asset(
 
 /// `GET /graphql/schema.graphql`: the schema in SDL, byte for byte `schema.graphql`, for
 /// tools that read SDL rather than introspect. Off with introspection, in production.
-pub async fn schema(State(state): State<AppState>) -> Response {
+pub(super) async fn schema(State(state): State<AppState>) -> Response {
     static SDL: LazyLock<String> = LazyLock::new(crate::graphql::sdl);
     if !state.pipeline.limits().introspection {
         return not_found();

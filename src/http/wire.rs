@@ -28,15 +28,15 @@ struct Extensions {
     idempotency_key: Option<String>,
 }
 
-pub use crate::graphql::pipeline::IDEMPOTENCY_KEY;
+pub(super) use crate::graphql::pipeline::IDEMPOTENCY_KEY;
 
 const SHAPE: &str = "the request must be a JSON object with a `query` string, and optionally \
                      `operationName` (a string), `variables` and `extensions` (objects; \
                      `extensions.idempotencyKey` a string)";
 
 /// Decodes a request's JSON.
-pub fn decode(json: &[u8], max_variables_bytes: usize) -> Result<Request, AppError> {
-    let body: Body = serde_json::from_slice(json).map_err(|err| {
+pub(super) fn decode(json: &[u8], max_variables_bytes: usize) -> Result<Request, AppError> {
+    let body: Body<'_> = serde_json::from_slice(json).map_err(|err| {
         let message = match err.classify() {
             serde_json::error::Category::Data => SHAPE.to_owned(),
             // Syntax errors name a position, never a type.
@@ -63,7 +63,7 @@ pub fn decode(json: &[u8], max_variables_bytes: usize) -> Result<Request, AppErr
 }
 
 /// Builds a request from its parts; `variables` is the JSON text of an object, if any.
-pub fn request(
+pub(super) fn request(
     query: String,
     operation_name: Option<String>,
     variables: Option<&str>,

@@ -31,17 +31,22 @@ use crate::{
 
 /// How a test sends one GraphQL document.
 #[derive(Clone, Copy, Debug)]
-pub enum Via {
+pub(crate) enum Via {
     Get,
     Post,
     WebSocket,
 }
 
-pub const TRANSPORTS: [Via; 3] = [Via::Get, Via::Post, Via::WebSocket];
+pub(crate) const TRANSPORTS: [Via; 3] = [Via::Get, Via::Post, Via::WebSocket];
 
 /// Sends `query` over `via` and returns the GraphQL errors of the answer (an empty list
 /// when it has none).
-pub async fn errors_via(app: &TestApp, via: Via, query: &str, variables: Value) -> Vec<Value> {
+pub(crate) async fn errors_via(
+    app: &TestApp,
+    via: Via,
+    query: &str,
+    variables: Value,
+) -> Vec<Value> {
     let url = format!("{}/graphql", app.url);
     let body: Value = match via {
         Via::Get => {
@@ -84,7 +89,7 @@ pub async fn errors_via(app: &TestApp, via: Via, query: &str, variables: Value) 
     body["errors"].as_array().cloned().unwrap_or_default()
 }
 
-pub fn codes_of(errors: &[Value]) -> Vec<&str> {
+pub(crate) fn codes_of(errors: &[Value]) -> Vec<&str> {
     errors
         .iter()
         .map(|e| e["extensions"]["code"].as_str().unwrap_or("<none>"))
@@ -92,7 +97,7 @@ pub fn codes_of(errors: &[Value]) -> Vec<&str> {
 }
 
 /// The server answers its liveness check: the process is alive and not pinned.
-pub async fn alive(app: &TestApp) {
+pub(crate) async fn alive(app: &TestApp) {
     let started = Instant::now();
     let health = app
         .http

@@ -24,7 +24,7 @@ use blog_graphql::{
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "test-secret-0123456789";
+pub(crate) const SECRET: &str = "test-secret-0123456789";
 
 struct DynamoDbLocal {
     endpoint: String,
@@ -36,7 +36,7 @@ struct DynamoDbLocal {
 static DYNAMODB: OnceLock<DynamoDbLocal> = OnceLock::new();
 
 /// The endpoint of the run's DynamoDB Local.
-pub fn dynamodb_endpoint() -> &'static str {
+pub(crate) fn dynamodb_endpoint() -> &'static str {
     &DYNAMODB.get_or_init(start_dynamodb_local).endpoint
 }
 
@@ -54,7 +54,7 @@ fn start_dynamodb_local() -> DynamoDbLocal {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -64,7 +64,7 @@ pub fn free_port() -> u16 {
 /// Starts a DynamoDB Local (in memory) on `port` and waits until it accepts connections.
 /// The returned child is a shell whose stdin we hold: when the pipe closes (the child is
 /// killed, dropped, or the test process exits), it stops Java.
-pub fn spawn_dynamodb_local(port: u16) -> Child {
+pub(crate) fn spawn_dynamodb_local(port: u16) -> Child {
     static JAR_DIR: OnceLock<String> = OnceLock::new();
     let dir = JAR_DIR.get_or_init(|| {
         let root = env!("CARGO_MANIFEST_DIR");
@@ -100,7 +100,7 @@ pub fn spawn_dynamodb_local(port: u16) -> Child {
 }
 
 /// Stops a DynamoDB Local started by [`spawn_dynamodb_local`] and waits until it is gone.
-pub fn stop_dynamodb_local(mut child: Child, port: u16) {
+pub(crate) fn stop_dynamodb_local(mut child: Child, port: u16) {
     // Closing stdin makes the shell stop Java and wait for it.
     drop(child.stdin.take());
     let _ = child.wait();
@@ -112,7 +112,7 @@ pub fn stop_dynamodb_local(mut child: Child, port: u16) {
 }
 
 /// A TCP server that accepts connections and never answers: a DynamoDB that hangs.
-pub async fn black_hole() -> String {
+pub(crate) async fn black_hole() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -127,7 +127,7 @@ pub async fn black_hole() -> String {
 }
 
 /// A raw SDK client on the test DynamoDB, for what a test does behind the server's back.
-pub fn raw_client() -> Client {
+pub(crate) fn raw_client() -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(dynamodb_endpoint())
@@ -137,7 +137,7 @@ pub fn raw_client() -> Client {
     Client::from_conf(config)
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub url: String,
     pub storage: Storage,
     pub http: reqwest::Client,
@@ -145,7 +145,7 @@ pub struct TestApp {
 }
 
 /// Settings of a test: its own table prefix on the shared DynamoDB Local.
-pub fn test_settings(endpoint: &str) -> StorageSettings {
+pub(crate) fn test_settings(endpoint: &str) -> StorageSettings {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     StorageSettings {
         app_name: format!("t{}", &unique[..12]),
@@ -157,7 +157,7 @@ pub fn test_settings(endpoint: &str) -> StorageSettings {
     }
 }
 
-pub fn test_config(storage: StorageSettings) -> Config {
+pub(crate) fn test_config(storage: StorageSettings) -> Config {
     Config {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
@@ -176,7 +176,7 @@ pub fn test_config(storage: StorageSettings) -> Config {
 }
 
 /// New, empty tables of their own for a test: their configuration and storage.
-pub async fn fresh_tables() -> (Config, Storage) {
+pub(crate) async fn fresh_tables() -> (Config, Storage) {
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
@@ -184,19 +184,19 @@ pub async fn fresh_tables() -> (Config, Storage) {
 }
 
 /// A server on its own tables, created and empty.
-pub async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     let (config, storage) = fresh_tables().await;
     spawn_app_on(config, storage).await
 }
 
 /// A server over the given storage (which a test may point anywhere).
-pub async fn spawn_app_on(config: Config, storage: Storage) -> TestApp {
+pub(crate) async fn spawn_app_on(config: Config, storage: Storage) -> TestApp {
     spawn_app_until(config, storage, std::future::pending()).await
 }
 
 /// A server that shuts down when `shutdown` completes. With subscriptions on, it is
 /// returned once it reads the tables' streams.
-pub async fn spawn_app_until(
+pub(crate) async fn spawn_app_until(
     config: Config,
     storage: Storage,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -220,17 +220,17 @@ pub async fn spawn_app_until(
 }
 
 /// The canonical operations of API.md, chosen by name.
-pub const OPERATIONS: &str = include_str!("operations.graphql");
+pub(crate) const OPERATIONS: &str = include_str!("operations.graphql");
 
 impl TestApp {
-    pub fn token(&self, user: &str) -> String {
+    pub(crate) fn token(&self, user: &str) -> String {
         self.auth
             .mint(&UserId::parse(user).expect("id"), Duration::from_secs(600))
             .expect("token")
     }
 
     /// Sends a request and returns the raw response.
-    pub async fn post(&self, body: &Value, token: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn post(&self, body: &Value, token: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http
             .post(format!("{}/graphql", self.url))
@@ -245,7 +245,12 @@ impl TestApp {
 
     /// Runs a query (or mutation) and returns the whole response body, with the
     /// DynamoDB cost taken out into the second value.
-    pub async fn run(&self, query: &str, variables: Value, token: Option<&str>) -> (Value, Value) {
+    pub(crate) async fn run(
+        &self,
+        query: &str,
+        variables: Value,
+        token: Option<&str>,
+    ) -> (Value, Value) {
         self.send(json!({ "query": query, "variables": variables }), token)
             .await
     }
@@ -263,17 +268,17 @@ impl TestApp {
         (body, cost)
     }
 
-    pub async fn query(&self, query: &str, variables: Value) -> Value {
+    pub(crate) async fn query(&self, query: &str, variables: Value) -> Value {
         self.run(query, variables, None).await.0
     }
 
-    pub async fn query_as(&self, user: &str, query: &str, variables: Value) -> Value {
+    pub(crate) async fn query_as(&self, user: &str, query: &str, variables: Value) -> Value {
         let token = self.token(user);
         self.run(query, variables, Some(&token)).await.0
     }
 
     /// Runs one of API.md's canonical operations by name.
-    pub async fn operation(
+    pub(crate) async fn operation(
         &self,
         name: &str,
         variables: Value,
@@ -284,7 +289,7 @@ impl TestApp {
         self.send(request, token.as_deref()).await
     }
 
-    pub async fn add_user(&self, id: &str, name: &str) -> User {
+    pub(crate) async fn add_user(&self, id: &str, name: &str) -> User {
         let user = User {
             id: UserId::parse(id).expect("id"),
             username: name.into(),
@@ -299,7 +304,7 @@ impl TestApp {
     }
 
     /// A post whose `createdAt` is `minute` minutes after a fixed instant.
-    pub async fn add_post(&self, id: &str, author: &str, minute: i64) -> Post {
+    pub(crate) async fn add_post(&self, id: &str, author: &str, minute: i64) -> Post {
         let post = Post {
             id: PostId::parse(id).expect("id"),
             author_id: UserId::parse(author).expect("id"),
@@ -317,7 +322,13 @@ impl TestApp {
         post
     }
 
-    pub async fn add_comment(&self, id: &str, post: &str, author: &str, minute: i64) -> Comment {
+    pub(crate) async fn add_comment(
+        &self,
+        id: &str,
+        post: &str,
+        author: &str,
+        minute: i64,
+    ) -> Comment {
         let comment = Comment {
             id: CommentId::parse(id).expect("id"),
             post_id: PostId::parse(post).expect("id"),
@@ -335,7 +346,7 @@ impl TestApp {
     }
 
     /// Every item of one of this test's tables, as stored.
-    pub async fn scan(
+    pub(crate) async fn scan(
         &self,
         table: &str,
     ) -> Vec<std::collections::HashMap<String, AttributeValue>> {
@@ -359,22 +370,22 @@ impl TestApp {
 }
 
 /// A fixed instant plus `minute` minutes: 2025-01-01T12:00:00Z + minute.
-pub fn at(minute: i64) -> DateTime<Utc> {
+pub(crate) fn at(minute: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_735_732_800 + minute * 60, 0).expect("valid")
 }
 
 /// The RFC 3339 text the API gives for [`at`].
-pub fn at_text(minute: i64) -> String {
+pub(crate) fn at_text(minute: i64) -> String {
     at(minute).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The `extensions.code` of a response's first error.
-pub fn code(body: &Value) -> Option<&str> {
+pub(crate) fn code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
 
 /// The `extensions.code` of each of a response's errors.
-pub fn codes(body: &Value) -> Vec<&str> {
+pub(crate) fn codes(body: &Value) -> Vec<&str> {
     body["errors"]
         .as_array()
         .map(|errors| {

@@ -18,7 +18,7 @@ use axum::{
 
 /// What to do to the next requests of one operation.
 #[derive(Clone, Copy, Debug)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Forward as usual (to let some requests through before the faults).
     Pass,
     /// Answer `500 InternalServerError` without forwarding.
@@ -39,14 +39,14 @@ struct Plan {
 }
 
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub endpoint: String,
     plan: Arc<Mutex<Plan>>,
 }
 
 impl Proxy {
     /// Starts a proxy in front of `upstream` (DynamoDB Local's endpoint).
-    pub async fn start(upstream: &str) -> Self {
+    pub(crate) async fn start(upstream: &str) -> Self {
         // reqwest's rustls needs the process's crypto provider (plain HTTP or not).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let plan = Arc::new(Mutex::new(Plan::default()));
@@ -61,13 +61,19 @@ impl Proxy {
     }
 
     /// Injects `fault` into the next `count` requests of `operation`.
-    pub fn inject(&self, operation: &str, fault: Fault, count: usize) {
+    pub(crate) fn inject(&self, operation: &str, fault: Fault, count: usize) {
         self.inject_when(operation, None, fault, count);
     }
 
     /// Injects `fault` into the next `count` requests of `operation` whose body holds
     /// `needle` (a table's name, say).
-    pub fn inject_when(&self, operation: &str, needle: Option<&str>, fault: Fault, count: usize) {
+    pub(crate) fn inject_when(
+        &self,
+        operation: &str,
+        needle: Option<&str>,
+        fault: Fault,
+        count: usize,
+    ) {
         let mut plan = self.plan.lock().expect("plan");
         plan.faults
             .entry(operation.to_owned())
@@ -79,13 +85,13 @@ impl Proxy {
     }
 
     /// How many requests of `operation` the proxy has seen.
-    pub fn seen(&self, operation: &str) -> usize {
+    pub(crate) fn seen(&self, operation: &str) -> usize {
         let plan = self.plan.lock().expect("plan");
         plan.seen.get(operation).copied().unwrap_or(0)
     }
 
     /// Faults of `operation` not injected yet.
-    pub fn pending(&self, operation: &str) -> usize {
+    pub(crate) fn pending(&self, operation: &str) -> usize {
         let plan = self.plan.lock().expect("plan");
         plan.faults.get(operation).map_or(0, Vec::len)
     }

@@ -20,13 +20,13 @@ use crate::{
 
 /// Time for a subscribe message to reach the server and its subscription to start
 /// (the protocol has no acknowledgement for it).
-pub const SUBSCRIBED: Duration = Duration::from_millis(300);
+pub(crate) const SUBSCRIBED: Duration = Duration::from_millis(300);
 
-pub const COMMENTS: &str =
+pub(crate) const COMMENTS: &str =
     "subscription($post: ID!) { commentAdded(postId: $post) { id content author { username } } }";
 
 /// `instances` servers on the same (new) tables, with subscriptions on.
-pub async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> {
+pub(crate) async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> {
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
@@ -40,7 +40,7 @@ pub async fn live_servers(instances: usize, live: LiveSettings) -> Vec<TestApp> 
     apps
 }
 
-pub fn live() -> LiveSettings {
+pub(crate) fn live() -> LiveSettings {
     LiveSettings::default()
 }
 

@@ -61,7 +61,7 @@ fn sign(key: &SigningKey, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding).expect("token")
 }
 
-pub struct Provider {
+pub(crate) struct Provider {
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
     /// How long the provider takes to answer a fetch, in milliseconds.
@@ -71,7 +71,7 @@ pub struct Provider {
     pub url: String,
 }
 
-pub async fn provider(keys: Vec<Value>) -> Provider {
+pub(crate) async fn provider(keys: Vec<Value>) -> Provider {
     let keys = Arc::new(Mutex::new(keys));
     let fetches = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicUsize::new(0));
@@ -128,7 +128,7 @@ async fn app_with_jwks(url: &str, cooldown: Duration) -> TestApp {
     spawn_app_on(config, storage).await
 }
 
-pub async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
+pub(crate) async fn viewer(app: &TestApp, token: &str) -> (u16, Value) {
     let response = app
         .http
         .post(format!("{}/graphql", app.url))

@@ -12,7 +12,7 @@ use tokio_tungstenite::{
 
 use crate::helpers::TestApp;
 
-pub async fn open(
+pub(crate) async fn open(
     app: &TestApp,
     protocol: &str,
 ) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, tokio_tungstenite::tungstenite::Error> {
@@ -27,17 +27,17 @@ pub async fn open(
         .map(|(ws, _)| ws)
 }
 
-pub struct Client {
+pub(crate) struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub legacy: bool,
 }
 
 impl Client {
-    pub async fn connect(app: &TestApp, token: Option<&str>) -> Self {
+    pub(crate) async fn connect(app: &TestApp, token: Option<&str>) -> Self {
         Self::connect_with(app, token, "graphql-transport-ws").await
     }
 
-    pub async fn connect_with(app: &TestApp, token: Option<&str>, protocol: &str) -> Self {
+    pub(crate) async fn connect_with(app: &TestApp, token: Option<&str>, protocol: &str) -> Self {
         let ws = open(app, protocol).await.expect("WebSocket opens");
         let mut client = Self {
             ws,
@@ -58,26 +58,26 @@ impl Client {
         client
     }
 
-    pub async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.ws
             .send(Message::text(message.to_string()))
             .await
             .expect("sent");
     }
 
-    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.subscribe_to(id, json!({ "query": query, "variables": variables }))
             .await;
     }
 
-    pub async fn subscribe_to(&mut self, id: &str, payload: Value) {
+    pub(crate) async fn subscribe_to(&mut self, id: &str, payload: Value) {
         let kind = if self.legacy { "start" } else { "subscribe" };
         self.send(json!({ "id": id, "type": kind, "payload": payload }))
             .await;
     }
 
     /// The next protocol message (keep-alives skipped), or `None` after `wait`.
-    pub async fn receive(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn receive(&mut self, wait: Duration) -> Option<Value> {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
@@ -104,7 +104,7 @@ impl Client {
     }
 
     /// The payload of the next event, checking it belongs to subscription `id`.
-    pub async fn event(&mut self, id: &str, wait: Duration) -> Option<Value> {
+    pub(crate) async fn event(&mut self, id: &str, wait: Duration) -> Option<Value> {
         let message = self.receive(wait).await?;
         let kind = if self.legacy { "data" } else { "next" };
         assert_eq!(

@@ -7,7 +7,7 @@ use crate::{
 };
 
 /// A comment on a post.
-pub struct Comment(pub domain::Comment);
+pub(crate) struct Comment(pub domain::Comment);
 
 #[Object]
 impl Comment {

@@ -13,16 +13,16 @@ use crate::{
 /// What `first` is when a client leaves it out (or sends null).
 const DEFAULT_PAGE_SIZE: i32 = 20;
 /// The same, as the schema's default value of `first`.
-pub const DEFAULT_FIRST: Option<i32> = Some(DEFAULT_PAGE_SIZE);
+pub(crate) const DEFAULT_FIRST: Option<i32> = Some(DEFAULT_PAGE_SIZE);
 
 /// The `first` argument, checked: 0 to 100, never clamped.
-pub fn page_size(first: Option<i32>) -> Result<PageSize, AppError> {
+pub(crate) fn page_size(first: Option<i32>) -> Result<PageSize, AppError> {
     Ok(PageSize::parse(first.unwrap_or(DEFAULT_PAGE_SIZE))?)
 }
 
 /// A Relay connection over a page: every edge's cursor is its item's position, so a
 /// client may resume after any edge, not only the last.
-pub fn connection<T, N>(
+pub(crate) fn connection<T, N>(
     page: &Page<T>,
     list: List,
     parent: &str,

@@ -3,7 +3,7 @@ use chrono::{SecondsFormat, Utc};
 
 /// A point in time: RFC 3339 in UTC with microseconds, e.g. "2026-11-23T10:15:30.123456Z".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DateTime(pub chrono::DateTime<Utc>);
+pub(crate) struct DateTime(pub chrono::DateTime<Utc>);
 
 #[Scalar(name = "DateTime")]
 impl ScalarType for DateTime {

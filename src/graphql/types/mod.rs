@@ -6,8 +6,8 @@ mod datetime;
 mod post;
 mod user;
 
-pub use comment::Comment;
-pub use connection::{DEFAULT_FIRST, connection, page_size};
-pub use datetime::DateTime;
-pub use post::Post;
-pub use user::User;
+pub(super) use comment::Comment;
+pub(super) use connection::{DEFAULT_FIRST, connection, page_size};
+pub(super) use datetime::DateTime;
+pub(super) use post::Post;
+pub(super) use user::User;

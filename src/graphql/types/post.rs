@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// A blog post.
-pub struct Post(pub domain::Post);
+pub(crate) struct Post(pub domain::Post);
 
 #[Object]
 impl Post {

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// A person who writes posts and comments.
-pub struct User(pub domain::User);
+pub(crate) struct User(pub domain::User);
 
 #[Object]
 impl User {

@@ -52,7 +52,7 @@ pub(super) struct Envelope<'a> {
 impl Connection {
     /// Handles one client message; `Some` ends the connection.
     pub(super) async fn receive(&mut self, text: &str) -> Option<End> {
-        let Ok(message) = serde_json::from_str::<Envelope>(text) else {
+        let Ok(message) = serde_json::from_str::<Envelope<'_>>(text) else {
             return Some(invalid_message());
         };
         match (self.protocol, message.kind.as_str()) {

@@ -82,7 +82,7 @@ impl Protocol {
 }
 
 /// `GET /graphql`: a WebSocket upgrade, or a query in the URL (or GraphiQL).
-pub async fn get_or_upgrade(
+pub(super) async fn get_or_upgrade(
     State(state): State<AppState>,
     request: Request,
 ) -> axum::response::Response {

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 
 /// Where the reading of a shard stands: where a reader starting (again) begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Position {
+pub(super) enum Position {
     /// From now on: the feed's first look at an open shard.
     Latest,
     /// From the shard's oldest record, without the records written before this time: a
@@ -28,7 +28,7 @@ pub enum Position {
 /// Where each shard's reading stands, so that reading resumes where it stopped. Kept in
 /// memory by [`MemoryCheckpoints`]; a store in DynamoDB (for a single reader that a fleet
 /// shares) implements the same two calls. Readers save once per page of records.
-pub trait Checkpoints: Send + Sync {
+pub(super) trait Checkpoints: Send + Sync {
     /// The positions known for a stream's shards.
     fn load<'a>(
         &'a self,
@@ -44,7 +44,7 @@ pub trait Checkpoints: Send + Sync {
 
 /// Checkpoints in memory: they last as long as the process.
 #[derive(Default)]
-pub struct MemoryCheckpoints(Mutex<HashMap<String, HashMap<String, Position>>>);
+pub(super) struct MemoryCheckpoints(Mutex<HashMap<String, HashMap<String, Position>>>);
 
 impl Checkpoints for MemoryCheckpoints {
     fn load<'a>(
