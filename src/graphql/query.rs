@@ -2,10 +2,13 @@ use async_graphql::{Context, ID, Object, Result, connection::Connection};
 
 use super::{
     context::{loaders, nullable, viewer},
-    cursor::{self, List},
+    cursor,
     types::{Comment, DEFAULT_FIRST, Post, User, connection, page_size},
 };
-use crate::domain::{CommentId, PostId, UserId};
+use crate::{
+    domain::{CommentId, PostId, UserId},
+    storage::List,
+};
 
 pub struct Query;
 
@@ -30,9 +33,7 @@ impl Query {
         let size = page_size(first)?;
         let after_key = cursor::decode(List::Users, "", after.as_deref())?;
         let page = loaders(ctx)?.users(size, after_key.as_ref()).await?;
-        Ok(connection(&page, List::Users, "", after.is_some(), |u| {
-            User(u.clone())
-        }))
+        Ok(connection(&page, "", after.is_some(), |u| User(u.clone())))
     }
 
     /// A post by id; null when there is none.

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    Page, PageKey, Storage,
+    List, Page, PageKey, Storage,
     items::{comment_from_item, comment_to_item},
     pages::Source,
     posts::no_user,
@@ -18,8 +18,6 @@ use crate::{
 };
 
 const KEY: &str = "CommentId";
-/// A position in `post_comments_index`: the table's key and the index's.
-const LIST_KEY: &[(&str, bool)] = &[(KEY, false), ("PostId", false), ("CreatedAt", true)];
 const MAX_ATTEMPTS: usize = 5;
 
 impl Storage {
@@ -54,7 +52,7 @@ impl Storage {
             partition: ("PostId", post.as_str()),
             newest_first: false,
         };
-        let raw = self.page(source, LIST_KEY, size, after).await?;
+        let raw = self.page(source, List::PostComments, size, after).await?;
         raw.try_map(comment_from_item)
     }
 

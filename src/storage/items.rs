@@ -1,7 +1,7 @@
 //! Items as they are stored (Da Vinci's attribute names and formats) and their
 //! conversion to and from the domain types.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::{Context, anyhow};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -168,88 +168,6 @@ pub(crate) fn comment_to_item(comment: &Comment) -> anyhow::Result<Item> {
     })
 }
 
-/// One key attribute of a page position, in DynamoDB's own spelling.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KeyPart {
-    S(String),
-    N(String),
-}
-
-/// A position in a list: the key of an item, as DynamoDB's `ExclusiveStartKey` takes it.
-/// It holds no AWS types, so the layers above can carry it inside an opaque cursor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PageKey(BTreeMap<String, KeyPart>);
-
-impl PageKey {
-    /// The key attributes `names` of a stored item.
-    pub(crate) fn of_item(item: &Item, names: &[&str]) -> anyhow::Result<Self> {
-        names
-            .iter()
-            .map(|name| {
-                let part = match item.get(*name) {
-                    Some(AttributeValue::S(s)) => KeyPart::S(s.clone()),
-                    Some(AttributeValue::N(n)) => KeyPart::N(n.clone()),
-                    _ => return Err(anyhow!("stored item lacks its key attribute {name}")),
-                };
-                Ok(((*name).to_owned(), part))
-            })
-            .collect::<anyhow::Result<_>>()
-            .map(Self)
-    }
-
-    /// Checks that this key is a position in the list whose key attributes are `names`
-    /// (numbers where the schema has numbers) and whose partition attribute is `partition`.
-    pub(crate) fn check(
-        &self,
-        names: &[(&str, bool)],
-        partition: Option<(&str, &str)>,
-    ) -> Result<(), ()> {
-        if self.0.len() != names.len() {
-            return Err(());
-        }
-        for (name, numeric) in names {
-            match (self.0.get(*name), numeric) {
-                (Some(KeyPart::S(s)), false) if !s.is_empty() && s.len() <= 2048 => {}
-                (Some(KeyPart::N(n)), true) if is_plain_number(n) => {}
-                _ => return Err(()),
-            }
-        }
-        match partition {
-            Some((name, value)) if self.0.get(name) != Some(&KeyPart::S(value.to_owned())) => {
-                Err(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub(crate) fn to_item(&self) -> Item {
-        self.0
-            .iter()
-            .map(|(name, part)| {
-                let value = match part {
-                    KeyPart::S(s) => AttributeValue::S(s.clone()),
-                    KeyPart::N(n) => AttributeValue::N(n.clone()),
-                };
-                (name.clone(), value)
-            })
-            .collect()
-    }
-}
-
-/// A number as this server writes keys: digits with an optional sign and fraction, no
-/// exponent, within DynamoDB's 38 digits of precision. `NaN`, `inf` or `1e200` would pass
-/// a float parser and then fail in DynamoDB; here they are simply not a position.
-fn is_plain_number(n: &str) -> bool {
-    let unsigned = n.strip_prefix('-').unwrap_or(n);
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (unsigned, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    digits(whole) && fraction.is_none_or(digits) && whole.len() + fraction.map_or(0, str::len) <= 38
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,33 +237,5 @@ mod tests {
             stored["CreatedAt"],
             AttributeValue::N("1764000000.123456".into())
         );
-    }
-
-    #[test]
-    fn page_keys_are_checked() {
-        let key = PageKey::of_item(
-            &item(r#"{"PostId":{"S":"p"},"UserId":{"S":"u"},"CreatedAt":{"N":"1.5"}}"#),
-            &["PostId", "UserId", "CreatedAt"],
-        )
-        .expect("key");
-        let names = [("PostId", false), ("UserId", false), ("CreatedAt", true)];
-        assert!(key.check(&names, Some(("UserId", "u"))).is_ok());
-        assert!(key.check(&names, Some(("UserId", "other"))).is_err());
-        assert!(key.check(&names[..2], None).is_err());
-        for bad in [
-            "NaN", "inf", "-inf", "1e200", "1.5e3", "", "-", "1.", ".5", "0x10", "+1",
-        ] {
-            let key = PageKey(
-                [
-                    ("PostId".to_owned(), KeyPart::S("p".into())),
-                    ("UserId".to_owned(), KeyPart::S("u".into())),
-                    ("CreatedAt".to_owned(), KeyPart::N(bad.into())),
-                ]
-                .into_iter()
-                .collect(),
-            );
-            assert!(key.check(&names, Some(("UserId", "u"))).is_err(), "{bad:?}");
-        }
-        assert!(is_plain_number("1735732802.5") && is_plain_number("-3"));
     }
 }

@@ -6,6 +6,7 @@
 mod batch;
 mod comments;
 mod cost;
+mod cursor;
 mod edits;
 mod idempotency;
 mod items;
@@ -27,7 +28,7 @@ use aws_sdk_dynamodb::{
 };
 
 pub use cost::{CostRecorder, CostReport};
-pub use items::{KeyPart, PageKey};
+pub use cursor::{CursorError, List, PageKey};
 pub use pages::Page;
 pub use streams::{EventFeed, FEED_CAPACITY};
 pub use tables::Tables;

@@ -4,7 +4,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 
 use super::{
     Storage, classify,
-    items::{Item, PageKey},
+    cursor::{List, PageKey},
+    items::Item,
 };
 use crate::{domain::PageSize, error::AppError};
 
@@ -47,19 +48,8 @@ pub(crate) enum Source<'a> {
     Table { table: &'a str },
 }
 
-impl Source<'_> {
-    fn partition(&self) -> Option<(&str, &str)> {
-        match self {
-            Self::Index { partition, .. } => Some(*partition),
-            Self::Table { .. } => None,
-        }
-    }
-}
-
 impl Storage {
-    /// Reads `size` items after `after`. `key_names` are the list's key attributes (the
-    /// table's key and the index's), each with whether it is a number: they make the
-    /// position of each item, and a client's `after` must have exactly them.
+    /// Reads `size` items of `list` after `after`, each with its position.
     ///
     /// One request reads `size + 1` items: the extra one tells whether a next page exists
     /// without a second request. Only when DynamoDB stops early (its 1 MB page limit)
@@ -67,14 +57,17 @@ impl Storage {
     pub(crate) async fn page(
         &self,
         source: Source<'_>,
-        key_names: &[(&str, bool)],
+        list: List,
         size: PageSize,
         after: Option<&PageKey>,
     ) -> Result<Page<Item>, AppError> {
-        if let Some(after) = after {
-            after.check(key_names, source.partition()).map_err(|()| {
-                AppError::BadUserInput("`after` is not a cursor of this list".to_owned())
-            })?;
+        if let Some(after) = after
+            && after.list() != list
+        {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "a position of {:?} used in {list:?}",
+                after.list()
+            )));
         }
         let wanted = size.get() + 1;
         let mut items: Vec<Item> = Vec::with_capacity(wanted);
@@ -90,10 +83,9 @@ impl Storage {
         }
         let has_next_page = items.len() > size.get();
         items.truncate(size.get());
-        let names: Vec<&str> = key_names.iter().map(|(name, _)| *name).collect();
         let items = items
             .into_iter()
-            .map(|item| Ok((PageKey::of_item(&item, &names)?, item)))
+            .map(|item| Ok((PageKey::of_item(&item, list)?, item)))
             .collect::<anyhow::Result<_>>()
             .map_err(AppError::internal)?;
         Ok(Page {

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    Page, PageKey, Storage, classify_write,
+    List, Page, PageKey, Storage, classify_write,
     edits::why_not_author_edit,
     items::{Item, post_from_item, post_to_item},
     pages::Source,
@@ -20,8 +20,6 @@ use crate::{
 };
 
 const KEY: &str = "PostId";
-/// A position in `user_posts_index`: the table's key and the index's.
-const LIST_KEY: &[(&str, bool)] = &[(KEY, false), ("UserId", false), ("CreatedAt", true)];
 /// Comments deleted per transaction by `delete_post`: DynamoDB takes 100 items in one
 /// transaction, and one is the post's counter.
 const DELETE_STEP: i32 = 99;
@@ -63,7 +61,7 @@ impl Storage {
             partition: ("UserId", user.as_str()),
             newest_first: true,
         };
-        let raw = self.page(source, LIST_KEY, size, after).await?;
+        let raw = self.page(source, List::UserPosts, size, after).await?;
         raw.try_map(post_from_item)
     }
 

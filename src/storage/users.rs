@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::{
-    Page, PageKey, Storage,
+    List, Page, PageKey, Storage,
     items::{user_from_item, user_to_item},
     pages::Source,
     writes::{Claimed, OnCancel, Transacted, Written, s},
@@ -14,7 +14,6 @@ use crate::{
 };
 
 const KEY: &str = "UserId";
-const LIST_KEY: &[(&str, bool)] = &[(KEY, false)];
 /// Renames race with each other; after this many lost races the client is told to retry.
 const MAX_ATTEMPTS: usize = 5;
 
@@ -48,7 +47,7 @@ impl Storage {
         let source = Source::Table {
             table: &self.tables.users,
         };
-        let raw = self.page(source, LIST_KEY, size, after).await?;
+        let raw = self.page(source, List::Users, size, after).await?;
         raw.try_map(user_from_item)
     }
 

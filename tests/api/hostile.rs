@@ -124,8 +124,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
         ));
     }
     let cursor = |number: &str| {
-        let json = json!({ "l": "userposts", "p": "u1",
-                           "k": { "PostId": { "S": "p1" }, "UserId": { "S": "u1" }, "CreatedAt": { "N": number } } });
+        // Version 1 of the cursor: `[1, list, parent, PostId, UserId, CreatedAt]`.
+        let json = json!([1, "p", "u1", "p1", "u1", number]);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
     };
     let after = |number: &str| {

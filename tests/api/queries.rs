@@ -210,6 +210,17 @@ async fn tampered_or_foreign_cursors_are_bad_user_input() {
         .as_str()
         .expect("cursor")
         .to_owned();
+    // Opaque, and naming no attribute of the tables.
+    {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&cursor)
+            .expect("base64url");
+        let text = String::from_utf8(text).expect("text");
+        for name in ["PostId", "UserId", "CreatedAt", "\"S\"", "\"N\""] {
+            assert!(!text.contains(name), "{text}");
+        }
+    }
 
     // The same cursor resumes its own list...
     let body = app
@@ -236,11 +247,12 @@ async fn tampered_or_foreign_cursors_are_bad_user_input() {
     // Garbage, truncated and re-encoded cursors.
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let forged = engine.encode(
-        r#"{"l":"userposts","p":"u1","k":{"PostId":{"S":"p1"},"UserId":{"S":"u2"},"CreatedAt":{"N":"1"}}}"#,
-    );
-    let wrong_type = engine.encode(
-        r#"{"l":"userposts","p":"u1","k":{"PostId":{"S":"p1"},"UserId":{"S":"u1"},"CreatedAt":{"S":"x"}}}"#,
+    // Version 1 of the cursor: `[1, list, parent, PostId, UserId, CreatedAt]`.
+    let forged = engine.encode(r#"[1,"p","u1","p1","u2","1"]"#);
+    let wrong_type = engine.encode(r#"[1,"p","u1","p1","u1","x"]"#);
+    // The format before version 1, which named attributes and their types.
+    let old = engine.encode(
+        r#"{"l":"userposts","p":"u1","k":{"PostId":{"S":"p1"},"UserId":{"S":"u1"},"CreatedAt":{"N":"1"}}}"#,
     );
     for bad in [
         "",
@@ -248,6 +260,7 @@ async fn tampered_or_foreign_cursors_are_bad_user_input() {
         &cursor[..cursor.len() / 2],
         &forged,
         &wrong_type,
+        &old,
         &"A".repeat(10_000),
     ] {
         let body = app.query(posts, json!({ "id": "u1", "after": bad })).await;

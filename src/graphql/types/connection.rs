@@ -3,12 +3,7 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 
-use crate::{
-    domain::PageSize,
-    error::AppError,
-    graphql::cursor::{self, List},
-    storage::Page,
-};
+use crate::{domain::PageSize, error::AppError, storage::Page};
 
 /// What `first` is when a client leaves it out (or sends null).
 const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -24,7 +19,6 @@ pub(crate) fn page_size(first: Option<i32>) -> Result<PageSize, AppError> {
 /// client may resume after any edge, not only the last.
 pub(crate) fn connection<T, N>(
     page: &Page<T>,
-    list: List,
     parent: &str,
     after_given: bool,
     node: impl Fn(&T) -> N,
@@ -37,7 +31,7 @@ where
     connection.edges.extend(
         page.items
             .iter()
-            .map(|(key, item)| Edge::new(cursor::encode(list, parent, key), node(item))),
+            .map(|(key, item)| Edge::new(key.cursor(parent), node(item))),
     );
     connection
 }

@@ -5,9 +5,10 @@ use crate::{
     domain,
     graphql::{
         context::{loaders, nullable},
-        cursor::{self, List},
+        cursor,
     },
     loaders::PageRequest,
+    storage::List,
 };
 
 /// A blog post.
@@ -71,12 +72,8 @@ impl Post {
                 after: after_key,
             })
             .await?;
-        Ok(connection(
-            &page,
-            List::PostComments,
-            parent,
-            after.is_some(),
-            |c| Comment(c.clone()),
-        ))
+        Ok(connection(&page, parent, after.is_some(), |c| {
+            Comment(c.clone())
+        }))
     }
 }

@@ -5,9 +5,10 @@ use crate::{
     domain,
     graphql::{
         context::{loaders, viewer},
-        cursor::{self, List},
+        cursor,
     },
     loaders::PageRequest,
+    storage::List,
 };
 
 /// A person who writes posts and comments.
@@ -51,12 +52,8 @@ impl User {
                 after: after_key,
             })
             .await?;
-        Ok(connection(
-            &page,
-            List::UserPosts,
-            parent,
-            after.is_some(),
-            |p| Post(p.clone()),
-        ))
+        Ok(connection(&page, parent, after.is_some(), |p| {
+            Post(p.clone())
+        }))
     }
 }
