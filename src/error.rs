@@ -19,15 +19,28 @@ pub const UNKNOWN_OUTCOME: &str = "the database did not answer in time: the chan
 /// the one place a failure's HTTP status and WebSocket close code are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// The document is not valid GraphQL syntax.
     GraphqlParseFailed,
+    /// The document parses but is not valid against the schema (an unknown field, a
+    /// repeated directive, an unused fragment).
     GraphqlValidationFailed,
+    /// An argument, a variable or the request itself is wrong; the message says how.
     BadUserInput,
+    /// The operation needs a bearer token and has none, or the token given is not valid.
     Unauthenticated,
+    /// The viewer may not make this change, such as editing someone else's post.
     Forbidden,
+    /// A mutation names a user, post or comment that does not exist.
     NotFound,
+    /// The change clashes with the data as it is: a taken username, an existing user, a
+    /// stale `expectedVersion`.
     Conflict,
+    /// The document is over a limit: size, depth, fields, directives, operations or cost.
     QueryTooComplex,
+    /// The server is busy, or DynamoDB is unreachable, throttling or slow; retry after a
+    /// moment.
     ServiceUnavailable,
+    /// A bug, or an unexpected answer from a dependency.
     InternalServerError,
 }
 
@@ -45,6 +58,7 @@ impl ErrorCode {
         Self::InternalServerError,
     ];
 
+    /// The code as `extensions.code` spells it.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
@@ -60,6 +74,7 @@ impl ErrorCode {
         }
     }
 
+    /// The code an `extensions.code` string names, if it is one of the contract's.
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|known| known.as_str() == code)
     }
@@ -93,14 +108,95 @@ impl ErrorCode {
     }
 }
 
+/// The kinds of things a change is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entity {
+    /// A user.
+    User,
+    /// A post.
+    Post,
+    /// A comment.
+    Comment,
+}
+
+/// Why storage refused a change, as an outcome rather than a sentence: the GraphQL layer
+/// words it for clients (`graphql::error`), and each has its code here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The item does not exist.
+    Missing(Entity, String),
+    /// An item with this id exists already.
+    Exists(Entity, String),
+    /// The acting user has no user item.
+    NoSuchUser(String),
+    /// Only the item's author may make this change (`delete`: a deletion).
+    NotAuthor {
+        /// What kind of item.
+        entity: Entity,
+        /// Its id.
+        id: String,
+        /// Whether the change was a deletion.
+        delete: bool,
+    },
+    /// Only the comment's author or its post's author may delete it.
+    NotCommentOrPostAuthor(String),
+    /// The item is at another version than the one the change expected.
+    VersionMismatch {
+        /// What kind of item.
+        entity: Entity,
+        /// Its id.
+        id: String,
+        /// The version the change expected.
+        expected: i64,
+        /// The version the item is at.
+        current: i64,
+    },
+    /// The username belongs to another user.
+    UsernameTaken(String),
+    /// The user's current username is held by another user (a rename raced with it).
+    UsernameHeld(String),
+    /// Other requests kept changing the item; the client may try again.
+    Contended(Entity),
+    /// The idempotency key was used for another request.
+    KeyReused,
+}
+
+impl Refusal {
+    /// The contract's code for this refusal.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::Missing(..) => ErrorCode::NotFound,
+            Self::NoSuchUser(_) | Self::NotAuthor { .. } | Self::NotCommentOrPostAuthor(_) => {
+                ErrorCode::Forbidden
+            }
+            Self::Exists(..)
+            | Self::VersionMismatch { .. }
+            | Self::UsernameTaken(_)
+            | Self::UsernameHeld(_)
+            | Self::Contended(_) => ErrorCode::Conflict,
+            Self::KeyReused => ErrorCode::BadUserInput,
+        }
+    }
+}
+
+/// Why an operation failed: its contract code, what the client is told, and the cause that
+/// only the log sees.
 #[derive(Clone, Debug)]
 pub enum AppError {
     /// The input is wrong; the message says how, in the client's terms.
     BadUserInput(String),
+    /// Storage refused a change; the GraphQL layer says why in the client's terms.
+    Refused(Refusal),
+    /// No bearer token where one is needed, or a token that is not valid; the message says
+    /// what is wrong.
     Unauthenticated(String),
+    /// The viewer may not make this change; the message says why.
     Forbidden(String),
+    /// The user, post or comment named does not exist.
     NotFound(String),
+    /// The change clashes with the data as it is now; the message says how.
     Conflict(String),
+    /// The document is over a limit; the message gives the figure and the limit.
     QueryTooComplex(String),
     /// DynamoDB is unreachable, throttling, or slower than the timeouts allow.
     /// The source is logged, never shown.
@@ -113,14 +209,17 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// An internal error with its cause, which is logged and never shown.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self::Internal(Arc::new(source.into()))
     }
 
+    /// DynamoDB is unreachable, throttling or too slow; the cause is logged, never shown.
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         Self::ServiceUnavailable(Arc::new(source.into()))
     }
 
+    /// A write went out and no answer came back; the cause is logged, never shown.
     pub fn outcome_unknown(source: impl Into<anyhow::Error>) -> Self {
         Self::OutcomeUnknown(Arc::new(source.into()))
     }
@@ -134,6 +233,7 @@ impl AppError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadUserInput(_) => ErrorCode::BadUserInput,
+            Self::Refused(refusal) => refusal.code(),
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
@@ -141,23 +241,6 @@ impl AppError {
             Self::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
             Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => ErrorCode::ServiceUnavailable,
             Self::Internal(_) => ErrorCode::InternalServerError,
-        }
-    }
-
-    /// The message a client may see.
-    pub fn client_message(&self) -> String {
-        match self {
-            Self::BadUserInput(m)
-            | Self::Unauthenticated(m)
-            | Self::Forbidden(m)
-            | Self::NotFound(m)
-            | Self::Conflict(m)
-            | Self::QueryTooComplex(m) => m.clone(),
-            Self::ServiceUnavailable(_) => {
-                "the service is temporarily unavailable; try again shortly".to_owned()
-            }
-            Self::OutcomeUnknown(_) => UNKNOWN_OUTCOME.to_owned(),
-            Self::Internal(_) => "internal server error".to_owned(),
         }
     }
 

@@ -14,7 +14,7 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, Entity, ErrorCode, Refusal, UNKNOWN_OUTCOME};
 
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
@@ -23,13 +23,82 @@ impl From<AppError> for async_graphql::Error {
         }
         let code = err.code();
         let unknown = err.outcome_is_unknown();
-        async_graphql::Error::new(err.client_message()).extend_with(|_, e| {
+        async_graphql::Error::new(client_message(&err)).extend_with(|_, e| {
             e.set("code", code.as_str());
             if unknown {
                 // The change may have been made: a client must not assume it was not.
                 e.set("outcome", "UNKNOWN");
             }
         })
+    }
+}
+
+/// The message a client may see: internals never, refusals in the client's terms.
+pub fn client_message(err: &AppError) -> String {
+    match err {
+        AppError::BadUserInput(m)
+        | AppError::Unauthenticated(m)
+        | AppError::Forbidden(m)
+        | AppError::NotFound(m)
+        | AppError::Conflict(m)
+        | AppError::QueryTooComplex(m) => m.clone(),
+        AppError::Refused(refusal) => words(refusal),
+        AppError::ServiceUnavailable(_) => {
+            "the service is temporarily unavailable; try again shortly".to_owned()
+        }
+        AppError::OutcomeUnknown(_) => UNKNOWN_OUTCOME.to_owned(),
+        AppError::Internal(_) => "internal server error".to_owned(),
+    }
+}
+
+fn entity(entity: Entity) -> &'static str {
+    match entity {
+        Entity::User => "user",
+        Entity::Post => "post",
+        Entity::Comment => "comment",
+    }
+}
+
+/// A refusal in the API's words: its mutations and their arguments.
+fn words(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Missing(Entity::User, id) | Refusal::NoSuchUser(id) => {
+            format!("there is no user {id:?}; create it with createUser first")
+        }
+        Refusal::Missing(what, id) => format!("{} {id:?} does not exist", entity(*what)),
+        Refusal::Exists(Entity::User, id) => format!("a user with id {id:?} exists already"),
+        Refusal::Exists(what, id) => format!("{} {id:?} exists already", entity(*what)),
+        Refusal::NotAuthor {
+            entity: what,
+            id,
+            delete,
+        } => format!(
+            "only the author may {} {} {id:?}",
+            if *delete { "delete" } else { "change" },
+            entity(*what)
+        ),
+        Refusal::NotCommentOrPostAuthor(id) => {
+            format!("only the comment's author or the post's author may delete comment {id:?}")
+        }
+        Refusal::VersionMismatch {
+            entity: what,
+            id,
+            expected,
+            current,
+        } => format!(
+            "{} {id:?} has changed: expectedVersion is {expected}, the current version is \
+             {current}",
+            entity(*what)
+        ),
+        Refusal::UsernameTaken(name) => format!("the username {name:?} is taken"),
+        Refusal::UsernameHeld(name) => format!("the username {name:?} is held by another user"),
+        Refusal::Contended(what) => format!(
+            "the {} is being changed by another request; try again",
+            entity(*what)
+        ),
+        Refusal::KeyReused => "this idempotency key was used with a different operation or \
+                               different variables; use a new key for a new request"
+            .to_owned(),
     }
 }
 

@@ -14,13 +14,14 @@ use super::{
 };
 use crate::{
     domain::{Claim, Comment, CommentContent, CommentId, PageSize, PostId, UserId},
-    error::AppError,
+    error::{AppError, Entity, Refusal},
 };
 
 const KEY: &str = "CommentId";
 const MAX_ATTEMPTS: usize = 5;
 
 impl Storage {
+    /// Comments by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
     pub async fn comments_by_id(
         &self,
         ids: &[CommentId],
@@ -90,14 +91,11 @@ impl Storage {
         let done = self
             .transact(items, claimed, |reasons| {
                 OnCancel::Fail(if reasons[1].failed() {
-                    AppError::NotFound(format!(
-                        "post {:?} does not exist",
-                        comment.post_id.as_str()
-                    ))
+                    AppError::Refused(Refusal::Missing(Entity::Post, comment.post_id.to_string()))
                 } else if reasons[2].failed() {
                     no_user(&comment.author_id)
                 } else {
-                    AppError::Conflict(format!("comment {:?} exists already", comment.id.as_str()))
+                    AppError::Refused(Refusal::Exists(Entity::Comment, comment.id.to_string()))
                 })
             })
             .await?;
@@ -117,7 +115,7 @@ impl Storage {
             .edit(
                 &self.tables.comments,
                 (KEY, id.as_str()),
-                "comment",
+                Entity::Comment,
                 author,
                 expected_version,
                 vec![("Content", s(content.as_str()))],
@@ -141,13 +139,8 @@ impl Storage {
         id: &CommentId,
         claim: Option<&Claim>,
     ) -> Result<Written, AppError> {
-        let not_found = || AppError::NotFound(format!("comment {:?} does not exist", id.as_str()));
-        let forbidden = || {
-            AppError::Forbidden(format!(
-                "only the comment's author or the post's author may delete comment {:?}",
-                id.as_str()
-            ))
-        };
+        let not_found = || AppError::Refused(Refusal::Missing(Entity::Comment, id.to_string()));
+        let forbidden = || AppError::Refused(Refusal::NotCommentOrPostAuthor(id.to_string()));
         // Whether the post's counter takes part; not when the post is gone or its counter
         // is already at 0 (a post written by Da Vinci, whose comments it does not count).
         let mut counted = true;
@@ -257,8 +250,6 @@ impl Storage {
                 Some(_) => {}
             }
         }
-        Err(AppError::Conflict(
-            "the comment is being changed by another request; try again".to_owned(),
-        ))
+        Err(AppError::Refused(Refusal::Contended(Entity::Comment)))
     }
 }

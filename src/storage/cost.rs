@@ -1,11 +1,11 @@
-//! What a GraphQL request costs in DynamoDB: requests by operation and consumed capacity.
+//! What a client request costs in DynamoDB: requests by operation and consumed capacity.
 
 use std::{collections::BTreeMap, sync::Mutex};
 
 use aws_sdk_dynamodb::types::ConsumedCapacity;
 use serde::Serialize;
 
-/// Collects the DynamoDB requests of one GraphQL request. Shared by the request's
+/// Collects the DynamoDB requests of one client request. Shared by the request's
 /// loaders and mutations; a plain mutex is enough, as it is held for a map update only.
 #[derive(Debug, Default)]
 pub struct CostRecorder {
@@ -18,6 +18,7 @@ pub struct CostRecorder {
 pub struct CostReport {
     /// Every request sent to DynamoDB, retries included.
     pub requests: u64,
+    /// Requests by DynamoDB operation (`BatchGetItem`, `TransactWriteItems`, ...).
     pub by_operation: BTreeMap<&'static str, u64>,
     /// Capacity units DynamoDB reported as consumed, reads and writes together.
     pub consumed_capacity_units: f64,
@@ -32,6 +33,7 @@ impl CostRecorder {
         report.consumed_capacity_units += units;
     }
 
+    /// What the request has cost so far.
     pub fn report(&self) -> CostReport {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

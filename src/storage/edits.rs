@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     domain::{Claim, UserId},
-    error::AppError,
+    error::{AppError, Entity, Refusal},
 };
 
 use super::writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string};
@@ -34,7 +34,7 @@ impl Storage {
         &self,
         table: &str,
         key: (&str, &str),
-        what: &str,
+        entity: Entity,
         author: &UserId,
         expected_version: Option<i64>,
         changes: Vec<(&str, AttributeValue)>,
@@ -68,7 +68,7 @@ impl Storage {
         }
         let update_expression = format!("SET {}", sets.join(", "));
         let refused =
-            |old: Option<&Item>| why_not_author_edit(what, key.1, author, expected_version, old);
+            |old: Option<&Item>| why_not_author_edit(entity, key.1, author, expected_version, old);
 
         if let Some(claim) = claim {
             let update = Update::builder()
@@ -100,7 +100,7 @@ impl Storage {
                     // gets it.
                     let applied = || {
                         AppError::outcome_unknown(anyhow!(
-                            "an edited {what} could not be read back"
+                            "an edited {entity:?} could not be read back"
                         ))
                     };
                     let item = self.get(table, key).await.map_err(|_| applied())?;
@@ -156,21 +156,27 @@ impl Storage {
 
 /// Tells which condition of an author-only edit failed, from the item as it was.
 pub(crate) fn why_not_author_edit(
-    what: &str,
+    entity: Entity,
     id: &str,
     author: &UserId,
     expected_version: Option<i64>,
     old: Option<&Item>,
 ) -> AppError {
     let Some(old) = old else {
-        return AppError::NotFound(format!("{what} {id:?} does not exist"));
+        return AppError::Refused(Refusal::Missing(entity, id.to_owned()));
     };
     if string(old, "UserId") != Some(author.as_str()) {
-        return AppError::Forbidden(format!("only the author may change {what} {id:?}"));
+        return AppError::Refused(Refusal::NotAuthor {
+            entity,
+            id: id.to_owned(),
+            delete: false,
+        });
     }
     let current = number(old, "Version").unwrap_or(1);
-    AppError::Conflict(format!(
-        "{what} {id:?} has changed: expectedVersion is {}, the current version is {current}",
-        expected_version.unwrap_or(current)
-    ))
+    AppError::Refused(Refusal::VersionMismatch {
+        entity,
+        id: id.to_owned(),
+        expected: expected_version.unwrap_or(current),
+        current,
+    })
 }

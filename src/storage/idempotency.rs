@@ -20,7 +20,10 @@ use super::{
     items::Item,
     writes::{Cancellation, n, s, string},
 };
-use crate::{domain::Claim, error::AppError};
+use crate::{
+    domain::Claim,
+    error::{AppError, Refusal},
+};
 
 /// The table's key attribute.
 pub(crate) const KEY: &str = "ClaimKey";
@@ -36,7 +39,7 @@ fn record_key(claim: &Claim) -> String {
     parts.iter().map(|p| format!("{}:{p}", p.len())).collect()
 }
 
-/// The attribute holding a change's result (a change is a GraphQL response key).
+/// The attribute holding a change's result (changes are named by their callers).
 fn result_attribute(claim: &Claim) -> String {
     format!("Result:{}", claim.change)
 }
@@ -48,11 +51,7 @@ fn epoch_seconds(offset: Duration) -> i64 {
 
 /// Refused: the key was used for another request.
 fn mismatch() -> AppError {
-    AppError::BadUserInput(
-        "this idempotency key was used with a different operation or different variables; \
-         use a new key for a new request"
-            .to_owned(),
-    )
+    AppError::Refused(Refusal::KeyReused)
 }
 
 /// What a stored record says to a change that claims it: the change's first result (the

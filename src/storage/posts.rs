@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::{Claim, PageSize, Post, PostContent, PostId, Title, UserId},
-    error::AppError,
+    error::{AppError, Entity, Refusal},
 };
 
 const KEY: &str = "PostId";
@@ -30,13 +30,11 @@ const MAX_DELETE_STEPS: usize = 200;
 const TRUST_COUNTER_ROUNDS: usize = 20;
 
 pub(crate) fn no_user(id: &UserId) -> AppError {
-    AppError::Forbidden(format!(
-        "there is no user {:?}: create it with createUser first",
-        id.as_str()
-    ))
+    AppError::Refused(Refusal::NoSuchUser(id.to_string()))
 }
 
 impl Storage {
+    /// Posts by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
     pub async fn posts_by_id(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
         let items = self
             .batch_get(&self.tables.posts, KEY, ids.iter().map(PostId::as_str))
@@ -101,7 +99,7 @@ impl Storage {
                 OnCancel::Fail(if reasons[1].failed() {
                     no_user(&post.author_id)
                 } else {
-                    AppError::Conflict(format!("post {:?} exists already", post.id.as_str()))
+                    AppError::Refused(Refusal::Exists(Entity::Post, post.id.to_string()))
                 })
             })
             .await?;
@@ -129,7 +127,7 @@ impl Storage {
             .edit(
                 &self.tables.posts,
                 (KEY, id.as_str()),
-                "post",
+                Entity::Post,
                 author,
                 expected_version,
                 changes,
@@ -162,19 +160,20 @@ impl Storage {
             let Some(post) = self.posts_by_id(std::slice::from_ref(id)).await?.remove(id) else {
                 // Gone: either it never was, or a concurrent call finished the job.
                 return if step == 0 {
-                    Err(AppError::NotFound(format!(
-                        "post {:?} does not exist",
-                        id.as_str()
+                    Err(AppError::Refused(Refusal::Missing(
+                        Entity::Post,
+                        id.to_string(),
                     )))
                 } else {
                     Ok(Written::Applied(()))
                 };
             };
             if &post.author_id != author {
-                return Err(AppError::Forbidden(format!(
-                    "only the author may delete post {:?}",
-                    id.as_str()
-                )));
+                return Err(AppError::Refused(Refusal::NotAuthor {
+                    entity: Entity::Post,
+                    id: id.to_string(),
+                    delete: true,
+                }));
             }
             let comments = self.comments_of_post(id, step_size, None).await?;
             if comments.items.is_empty() {
@@ -248,7 +247,7 @@ impl Storage {
             // Deleted meanwhile by a concurrent call: done all the same.
             None => Ok(Some(Written::Applied(()))),
             Some(old) if string(old, "UserId") != Some(author.as_str()) => Err(
-                why_not_author_edit("post", id.as_str(), author, None, Some(old)),
+                why_not_author_edit(Entity::Post, id.as_str(), author, None, Some(old)),
             ),
             Some(old) => {
                 tracing::debug!(count = ?number(old, "CommentCount"), "post still has comments");

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{Claim, Email, PageSize, User, UserId, Username},
-    error::AppError,
+    error::{AppError, Entity, Refusal},
 };
 
 const KEY: &str = "UserId";
@@ -23,6 +23,7 @@ fn guard_key(username: &str) -> String {
 }
 
 impl Storage {
+    /// Users by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
     pub async fn users_by_id(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
         let items = self
             .batch_get(&self.tables.users, KEY, ids.iter().map(UserId::as_str))
@@ -88,12 +89,9 @@ impl Storage {
         let done = self
             .transact(items, claimed, |reasons| {
                 OnCancel::Fail(if reasons[0].failed() {
-                    AppError::Conflict(format!(
-                        "a user with id {:?} exists already",
-                        user.id.as_str()
-                    ))
+                    AppError::Refused(Refusal::Exists(Entity::User, user.id.to_string()))
                 } else {
-                    AppError::Conflict(format!("the username {:?} is taken", user.username))
+                    AppError::Refused(Refusal::UsernameTaken(user.username.to_string()))
                 })
             })
             .await?;
@@ -111,12 +109,10 @@ impl Storage {
         claim: Option<&Claim>,
     ) -> Result<Written<User>, AppError> {
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.user(id).await?.ok_or_else(|| {
-                AppError::NotFound(format!(
-                    "there is no user {:?}; create it with createUser first",
-                    id.as_str()
-                ))
-            })?;
+            let current = self
+                .user(id)
+                .await?
+                .ok_or_else(|| AppError::Refused(Refusal::Missing(Entity::User, id.to_string())))?;
             let mut updated = current.clone();
             let mut update = Update::builder()
                 .table_name(&self.tables.users)
@@ -164,13 +160,10 @@ impl Storage {
                     if reasons[0].failed() {
                         OnCancel::Retry
                     } else if reasons.get(1).is_some_and(|r| r.failed()) {
-                        OnCancel::Fail(AppError::Conflict(format!(
-                            "the username {name:?} is taken"
-                        )))
+                        OnCancel::Fail(AppError::Refused(Refusal::UsernameTaken(name.to_owned())))
                     } else {
-                        OnCancel::Fail(AppError::Conflict(format!(
-                            "the username {:?} is held by another user",
-                            current.username
+                        OnCancel::Fail(AppError::Refused(Refusal::UsernameHeld(
+                            current.username.to_string(),
                         )))
                     }
                 })
@@ -181,8 +174,6 @@ impl Storage {
                 Transacted::Retry => {}
             }
         }
-        Err(AppError::Conflict(
-            "the user is being changed by another request; try again".to_owned(),
-        ))
+        Err(AppError::Refused(Refusal::Contended(Entity::User)))
     }
 }

@@ -84,7 +84,7 @@ impl Operation {
             Ok(request) => request,
             Err(err) => {
                 self.error(Response::from_errors(vec![coded(
-                    err.client_message(),
+                    crate::graphql::error::client_message(&err),
                     err.code(),
                 )]))
                 .await;
