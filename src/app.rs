@@ -20,6 +20,7 @@ use crate::{
 /// connections are done.
 const WEBSOCKET_DRAIN: Duration = Duration::from_secs(2);
 
+/// The whole server, its listener bound: [`App::run`] serves until shutdown.
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
@@ -92,6 +93,7 @@ impl App {
         })
     }
 
+    /// The port the listener is bound to (a free one when the configuration says 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }

@@ -10,6 +10,7 @@ use crate::config::{
     TokenRules,
 };
 
+/// The `blog-graphql` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "blog-graphql",
@@ -17,10 +18,12 @@ use crate::config::{
     about = "A GraphQL API over a blog's DynamoDB tables"
 )]
 pub struct Cli {
+    /// What to do: serve, create or seed the tables, export the schema, or mint a token.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// What the command line asks the program to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL API.
@@ -35,17 +38,22 @@ pub enum Command {
     Token(TokenArgs),
 }
 
+/// Flags of `serve`: where to listen, how to verify tokens, which tables, and the limits.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Port to listen on; the server binds all interfaces.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
+    /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
+    /// How bearer tokens are verified.
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Which DynamoDB tables to use, and where they are.
     #[command(flatten)]
     pub dynamo: DynamoArgs,
+    /// Limits on documents, requests, connections and subscriptions.
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Production mode: no introspection and no GraphiQL page.
@@ -122,12 +130,15 @@ pub struct LimitArgs {
     pub websocket_keepalive_secs: u64,
 }
 
+/// Flags of `create-tables` and `seed`: which tables, and where they are.
 #[derive(Debug, Args)]
 pub struct TablesArgs {
+    /// Which DynamoDB tables to use, and where they are.
     #[command(flatten)]
     pub dynamo: DynamoArgs,
 }
 
+/// Flags of `token`: the user, how long the token holds, and the secret that signs it.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// The user id to put in the token's `sub`.
@@ -136,10 +147,13 @@ pub struct TokenArgs {
     /// How long the token is valid, in hours.
     #[arg(long, default_value_t = 24)]
     pub hours: u32,
+    /// The token flags; only the HS256 secret, which signs the token, is read.
     #[command(flatten)]
     pub auth: AuthArgs,
 }
 
+/// How bearer tokens are verified: an HS256 secret and/or a JWKS URL, and what tokens must
+/// carry.
 #[derive(Debug, Args, Clone)]
 pub struct AuthArgs {
     /// The HS256 secret that signs and verifies bearer tokens (at least 16 bytes).
@@ -162,6 +176,7 @@ pub struct AuthArgs {
     pub leeway_secs: u64,
 }
 
+/// Which tables to use: the names Da Vinci gives them, and the DynamoDB that holds them.
 #[derive(Debug, Args, Clone)]
 pub struct DynamoArgs {
     /// Da Vinci's application name: the first part of every table name.

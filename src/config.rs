@@ -9,7 +9,10 @@ use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 pub struct LiveSettings {
     /// Whether to read the tables' streams and serve subscriptions.
     pub enabled: bool,
+    /// WebSocket connections served at once.
     pub max_connections: usize,
+    /// Subscriptions one connection may hold at once (and queries or mutations it may have
+    /// running at once).
     pub max_subscriptions_per_connection: usize,
     /// How long a new connection has to send `connection_init`.
     pub init_timeout: Duration,
@@ -49,6 +52,7 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// How long a client may accept nothing of what it is sent.
     pub write_timeout: Duration,
+    /// Origins allowed by CORS (`*` for any); none, no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
     /// No introspection, no GraphiQL.
     pub production: bool,
@@ -75,13 +79,20 @@ impl Default for HttpSettings {
 /// `UsersPage`, costs 801; `CommentAdded` 12).
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {
+    /// Longest query document, in bytes.
     pub max_bytes: usize,
+    /// Largest `variables` object of a request, in bytes of JSON.
     pub max_variables_bytes: usize,
+    /// Most operations one document may hold.
     pub max_operations: usize,
+    /// Deepest nesting of fields a query may have.
     pub max_depth: usize,
+    /// Most fields (aliases and directives included) a query may select.
     pub max_fields: u64,
     /// Directives one location (a field, a fragment, an operation) may carry.
     pub max_directives: usize,
+    /// Most objects a query or mutation may return; each connection's `first` multiplies
+    /// what it selects.
     pub max_cost: u64,
     /// The cost limit of a subscription's selection, which is resolved for every event.
     pub max_subscription_cost: u64,
@@ -153,8 +164,11 @@ pub struct StorageSettings {
 /// the request timeout.
 #[derive(Clone, Copy, Debug)]
 pub struct SdkTimeouts {
+    /// How long connecting to DynamoDB may take.
     pub connect: Duration,
+    /// How long one attempt of a call may take.
     pub attempt: Duration,
+    /// How long a whole call may take, retries included.
     pub operation: Duration,
 }
 
@@ -171,16 +185,23 @@ impl Default for SdkTimeouts {
 /// Settings of the server itself.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Address to listen on.
     pub host: IpAddr,
     /// 0 picks a free port (tests).
     pub port: u16,
     /// HS256 secret; at least one of it and `jwks_url` is set.
     pub jwt_secret: Option<Secret>,
+    /// URL of the JWKS whose keys verify RS256/ES256 tokens.
     pub jwks_url: Option<String>,
+    /// What a token must carry besides its signature, and how often the JWKS may be fetched.
     pub token_rules: TokenRules,
+    /// Which tables to use, and how to reach DynamoDB.
     pub storage: StorageSettings,
+    /// Sizes, timeouts, concurrency and CORS of the HTTP layer, and production mode.
     pub http: HttpSettings,
+    /// Limits on what one GraphQL document may ask for.
     pub query: QueryLimits,
+    /// Subscriptions and their WebSocket connections.
     pub live: LiveSettings,
 }
 
@@ -189,8 +210,10 @@ pub struct Config {
 pub struct Secret(String);
 
 impl Secret {
+    /// The shortest secret accepted, in bytes.
     pub const MIN_BYTES: usize = 16;
 
+    /// The secret itself, for signing and verifying tokens.
     pub fn expose(&self) -> &str {
         &self.0
     }

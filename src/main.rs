@@ -1,3 +1,6 @@
+//! The `blog-graphql` command: serves the GraphQL API, creates and seeds the tables,
+//! exports the schema, and mints development tokens.
+
 use std::{process::ExitCode, time::Duration};
 
 use blog_graphql::{

@@ -10,8 +10,11 @@ use crate::{
 
 /// What was written (or found already there).
 pub struct Seeded {
+    /// Whether this run wrote the data; false when it was there already.
     pub fresh: bool,
+    /// The demo users, with their fixed ids.
     pub users: Vec<User>,
+    /// The demo posts, with their fixed ids.
     pub posts: Vec<Post>,
 }
 
@@ -52,6 +55,8 @@ const COMMENTS: [(usize, usize, &str); 8] = [
     (4, 1, "Hi Carol!"),
 ];
 
+/// Creates the tables if needed and writes the demo users, posts and comments, unless the
+/// first demo user is there already.
 pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
     storage.create_tables().await?;
     let start: DateTime<Utc> = crate::domain::now() - Duration::days(1);

@@ -33,6 +33,7 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// A reader without a token, who may query but not change anything.
     pub fn anonymous() -> Self {
         Self::default()
     }
@@ -45,6 +46,7 @@ impl Viewer {
         }
     }
 
+    /// The acting user's id; `None` for an anonymous reader.
     pub fn id(&self) -> Option<&UserId> {
         self.id.as_ref()
     }
@@ -56,6 +58,7 @@ impl Viewer {
         self.valid_until
     }
 
+    /// Whether the token has stopped being accepted; never for an anonymous reader.
     pub fn expired(&self) -> bool {
         self.valid_until
             .is_some_and(|until| SystemTime::now() >= until)
@@ -135,6 +138,8 @@ impl Authenticator {
         Self::new(Some(secret), None, TokenRules::default())
     }
 
+    /// Checks HS256 tokens against `secret` and RS/ES tokens against the keys at `jwks_url`
+    /// (each when given), under `rules`.
     pub fn new(secret: Option<&Secret>, jwks_url: Option<String>, rules: TokenRules) -> Self {
         Self {
             secret: secret.map(|s| {

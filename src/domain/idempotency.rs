@@ -11,6 +11,7 @@ use super::{InputError, UserId};
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    /// The longest key accepted, in characters.
     pub const MAX_CHARS: usize = 255;
 
     /// Parses a key as a header or a request's `extensions` carries it; the header's
@@ -35,6 +36,7 @@ impl IdempotencyKey {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The key as the client sent it, without the header's quotes.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -51,7 +53,9 @@ impl fmt::Debug for IdempotencyKey {
 /// sent again with another request is told apart from a retry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
+    /// The user who sent the key: the same key from two users names two changes.
     pub user: UserId,
+    /// The client's key.
     pub key: IdempotencyKey,
     /// The mutation field's response key (its alias, or its name).
     pub change: String,

@@ -43,10 +43,12 @@ macro_rules! id_type {
                 Self(raw)
             }
 
+            /// The id as text, as the tables store it.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
+            /// The id as an owned string, without a copy.
             pub fn into_string(self) -> String {
                 self.0
             }

@@ -10,6 +10,7 @@ pub struct InputError {
 }
 
 impl InputError {
+    /// An error whose message the client is shown as it is.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -25,9 +26,12 @@ impl InputError {
 pub struct Username(String);
 
 impl Username {
+    /// The shortest username, in characters.
     pub const MIN_CHARS: usize = 3;
+    /// The longest username, in characters.
     pub const MAX_CHARS: usize = 32;
 
+    /// Checks a username a client sent; the error says what is wrong with it.
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let chars = raw.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
@@ -48,10 +52,12 @@ impl Username {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The username as the client spelled it (case kept).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The username as an owned string, without a copy.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -63,8 +69,10 @@ impl Username {
 pub struct Email(String);
 
 impl Email {
+    /// The longest address, in characters.
     pub const MAX_CHARS: usize = 254;
 
+    /// Checks an address a client sent, without the whitespace around it.
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let raw = raw.trim();
         let invalid = || InputError::new(format!("email {raw:?} is not a valid email address"));
@@ -89,10 +97,12 @@ impl Email {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The address, trimmed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The address as an owned string, without a copy.
     pub fn into_string(self) -> String {
         self.0
     }
@@ -126,16 +136,20 @@ macro_rules! text_type {
         pub struct $name(String);
 
         impl $name {
+            /// The most the text may hold: characters for a title, bytes for a body.
             pub const MAX: usize = $max;
 
+            /// Checks text a client sent: not blank, and within the limit.
             pub fn parse(raw: &str) -> Result<Self, InputError> {
                 checked_text($field, raw, Self::MAX, $measure, $unit).map(Self)
             }
 
+            /// The text as the client sent it (not trimmed).
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
+            /// The text as an owned string, without a copy.
             pub fn into_string(self) -> String {
                 self.0
             }
@@ -161,8 +175,10 @@ text_type!(
 pub struct PageSize(u8);
 
 impl PageSize {
+    /// The largest page a client may ask for.
     pub const MAX: i32 = 100;
 
+    /// Checks a connection's `first` argument: 0 to 100.
     pub fn parse(first: i32) -> Result<Self, InputError> {
         u8::try_from(first)
             .ok()
@@ -176,6 +192,7 @@ impl PageSize {
             })
     }
 
+    /// The number of items asked for; a page may hold fewer.
     pub fn get(self) -> usize {
         usize::from(self.0)
     }

@@ -20,6 +20,7 @@ pub use pipeline::{Caller, Outcome, Pipeline, Started, Transport};
 pub use query::Query;
 pub use subscription::{Live, Subscription};
 
+/// The API's schema: its query, mutation and subscription roots.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its extensions. The limits are the pipeline's (every operation goes

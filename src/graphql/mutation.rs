@@ -14,6 +14,7 @@ use crate::{
     storage::Written,
 };
 
+/// The mutation root: writes to users, posts and comments.
 pub struct Mutation;
 
 #[derive(InputObject)]

@@ -47,7 +47,9 @@ pub const IDEMPOTENCY_KEY: &str = "idempotencyKey";
 /// Who asks, and through which storage handle (one that counts its requests, when the
 /// client asked for the cost).
 pub struct Caller {
+    /// The acting user, or an anonymous reader.
     pub viewer: Viewer,
+    /// The storage the operation reads and writes through.
     pub storage: Storage,
 }
 
@@ -98,6 +100,7 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether the operation is a query, a mutation or a subscription.
     pub fn kind(&self) -> OperationType {
         self.kind
     }
@@ -126,6 +129,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline that runs at most `max_concurrent` operations at once, each for at most
+    /// `timeout`.
     pub fn new(
         schema: AppSchema,
         limits: QueryLimits,
@@ -144,10 +149,12 @@ impl Pipeline {
         }
     }
 
+    /// The limits every document is checked against.
     pub fn limits(&self) -> &QueryLimits {
         &self.limits
     }
 
+    /// How long an operation may run.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -10,6 +10,7 @@ use crate::{
     storage::List,
 };
 
+/// The query root: users, posts and comments by id, the list of users, and the viewer.
 pub struct Query;
 
 #[Object]

@@ -20,12 +20,15 @@ use crate::{
 /// loaders their events are resolved with.
 #[derive(Clone)]
 pub struct Live {
+    /// The instance's events, read from the tables' streams.
     pub feed: EventFeed,
+    /// Turns true when the server shuts down; subscriptions then end.
     pub shutdown: watch::Receiver<bool>,
     loaders: Arc<EventLoaders>,
 }
 
 impl Live {
+    /// Subscriptions to `feed`, loading events through `storage`, until `shutdown` turns true.
     pub fn new(feed: EventFeed, storage: Storage, shutdown: watch::Receiver<bool>) -> Self {
         let loaders = Arc::new(EventLoaders {
             storage,
@@ -61,6 +64,7 @@ pub struct EventLoaders {
 }
 
 impl EventLoaders {
+    /// The loaders of the latest event published, made afresh once a newer one is out.
     pub fn current(&self) -> Arc<Loaders> {
         let published = self.feed.published();
         // A poisoned lock only means another subscriber panicked while swapping: the
@@ -80,6 +84,7 @@ impl EventLoaders {
     }
 }
 
+/// The subscription root: new comments on a post, and new posts.
 pub struct Subscription;
 
 #[SubscriptionObject]

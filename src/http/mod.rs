@@ -39,16 +39,24 @@ use crate::{
 pub struct AppState {
     /// Every GraphQL operation, whatever its transport, goes through it.
     pub pipeline: Arc<Pipeline>,
+    /// The tables, for operations and readiness checks.
     pub storage: Storage,
+    /// Verifies the bearer tokens of requests and WebSocket connections.
     pub auth: Arc<Authenticator>,
+    /// Sizes, timeouts and CORS of the HTTP layer, and production mode.
     pub settings: Arc<HttpSettings>,
+    /// Limits and timing of subscriptions and their WebSocket connections.
     pub live: Arc<LiveSettings>,
     /// WebSocket connections that may still be opened.
     pub websockets: Arc<Semaphore>,
+    /// The last answer of `GET /ready`, reused for a moment.
     pub readiness: Arc<Readiness>,
+    /// Turns true when the server shuts down; WebSockets and subscriptions then end.
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// The routes (`/graphql`, the playground and SDL, `/health`, `/ready`) with CORS, security
+/// headers and tracing around them.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     // Every response says how a browser may treat it: never sniffed into another type,

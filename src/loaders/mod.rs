@@ -29,11 +29,15 @@ const MAX_BATCH: usize = 100;
 /// A page request: whose list, how many, after which position.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PageRequest<P> {
+    /// The id the list belongs to.
     pub parent: P,
+    /// How many items the page holds at most.
     pub size: PageSize,
+    /// The position the page starts after; none for the first page.
     pub after: Option<PageKey>,
 }
 
+/// One request's DataLoaders: every id and every page it asks for, batched and cached.
 pub struct Loaders {
     storage: Storage,
     /// Users, posts and comments by id (the DataLoader keeps one batch per key type).
@@ -110,14 +114,17 @@ impl Loaders {
         &self.storage
     }
 
+    /// A user by id, batched with the request's other lookups.
     pub async fn user(&self, id: &UserId) -> Result<Option<User>, AppError> {
         self.entities.load_one(id.clone()).await
     }
 
+    /// A post by id, batched with the request's other lookups.
     pub async fn post(&self, id: &PostId) -> Result<Option<Post>, AppError> {
         self.entities.load_one(id.clone()).await
     }
 
+    /// A comment by id, batched with the request's other lookups.
     pub async fn comment(&self, id: &CommentId) -> Result<Option<Comment>, AppError> {
         self.entities.load_one(id.clone()).await
     }
@@ -168,12 +175,15 @@ impl Loaders {
         Ok(page)
     }
 
+    /// Users read by other means (a page of them), cached so that a lookup by id costs
+    /// nothing.
     pub async fn prime_users(&self, users: Vec<User>) {
         self.entities
             .feed_many(users.into_iter().map(|u| (u.id.clone(), u)))
             .await;
     }
 
+    /// Posts read by other means, cached so that a lookup by id costs nothing.
     pub async fn prime_posts(&self, posts: Vec<Post>) {
         self.entities
             .feed_many(posts.into_iter().map(|p| (p.id.clone(), p)))

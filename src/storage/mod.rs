@@ -37,7 +37,7 @@ pub use writes::Written;
 use crate::{config::StorageSettings, error::AppError};
 
 /// A handle on the blog's tables. Cheap to clone; a clone made by [`Storage::with_cost`]
-/// also counts its requests for one GraphQL request.
+/// also counts its requests for one client request.
 #[derive(Clone, Debug)]
 pub struct Storage {
     client: Client,
@@ -90,6 +90,8 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Storage over a DynamoDB client made elsewhere (tests make one from a mock); it
+    /// reads no streams.
     pub fn from_client(client: Client, tables: Tables) -> Self {
         Self {
             client,
@@ -107,18 +109,17 @@ impl Storage {
         }
     }
 
+    /// The names of the tables this storage reads and writes.
     pub fn tables(&self) -> &Tables {
         &self.tables
     }
 
+    /// Creates the tables and their indexes, streams and time to live where missing, and
+    /// waits until they are ACTIVE.
     pub async fn create_tables(&self) -> anyhow::Result<()> {
         tables::create_tables(&self.client, &self.tables)
             .await
             .context("creating the tables")
-    }
-
-    pub async fn delete_tables(&self) -> anyhow::Result<()> {
-        tables::delete_tables(&self.client, &self.tables).await
     }
 
     /// Whether DynamoDB answers and the tables are there.

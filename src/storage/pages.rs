@@ -12,6 +12,7 @@ use crate::{domain::PageSize, error::AppError};
 /// One page of a list: each item with its position, for cursors.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
+    /// The page's items, each with its position.
     pub items: Vec<(PageKey, T)>,
     /// Exact: true only when at least one more item follows.
     pub has_next_page: bool,

@@ -20,8 +20,12 @@ pub(crate) const POST_COMMENTS_INDEX: &str = "post_comments_index";
 /// The physical table names of one deployment: `{app_name}-{deployment_id}-{table}`.
 #[derive(Clone, Debug)]
 pub struct Tables {
+    /// Da Vinci's `UserTable`, keyed by `UserId`.
     pub users: String,
+    /// Da Vinci's `PostTable`, keyed by `PostId`; `user_posts_index` lists a user's posts.
     pub posts: String,
+    /// Da Vinci's `CommentTable`, keyed by `CommentId`; `post_comments_index` lists each
+    /// post's comments.
     pub comments: String,
     /// Ours: one guard item per taken username (lowercased), so that two users can
     /// never hold the same name. Kept apart from the three tables Da Vinci code scans.
@@ -31,6 +35,7 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// The table names of one deployment; an error if DynamoDB would refuse one.
     pub fn new(app_name: &str, deployment_id: &str) -> anyhow::Result<Self> {
         let name = |table: &str| -> anyhow::Result<String> {
             let name = format!("{app_name}-{deployment_id}-{table}");
@@ -292,21 +297,4 @@ async fn wait_active(client: &Client, name: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// Deletes the tables (tests clean up after themselves with this).
-pub(crate) async fn delete_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
-    for spec in tables.specs() {
-        match client.delete_table().table_name(spec.name).send().await {
-            Ok(_) => {}
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(err) => {
-                return Err(anyhow::Error::new(err).context(format!("deleting {}", spec.name)));
-            }
-        }
-    }
-    Ok(())
 }

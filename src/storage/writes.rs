@@ -39,7 +39,9 @@ impl Cancellation {
 /// applied it before, and this is its result (the id it made or touched).
 #[derive(Debug)]
 pub enum Written<T = ()> {
+    /// This request made the change, and this is its result.
     Applied(T),
+    /// Made before under the same idempotency key: the id that change made or touched.
     Replayed(String),
 }
 

@@ -48,6 +48,8 @@ pub struct FieldTypes {
 }
 
 impl FieldTypes {
+    /// The field types of the schema `sdl` describes, introspection's included; empty for
+    /// an SDL that does not parse.
     pub fn from_sdl(sdl: &str) -> Self {
         use async_graphql::parser::types::{BaseType, TypeKind, TypeSystemDefinition};
 

@@ -24,7 +24,10 @@ pub struct Measure {
     pub depth: usize,
     /// Levels of selection sets, fragment spreads and inline fragments.
     pub nesting: usize,
+    /// Fields selected, aliases and directives included.
     pub fields: u64,
+    /// Objects it may return: each connection's `first` multiplies what it selects, and a
+    /// long text field counts one per kilobyte it may hold.
     pub cost: u64,
     /// Levels of introspection's lists of fields and types (see [`INTROSPECTION_LISTS`]).
     pub introspection_lists: usize,

@@ -60,6 +60,7 @@ pub struct EventFeed {
 }
 
 impl EventFeed {
+    /// A receiver of the events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }
