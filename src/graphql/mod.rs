@@ -47,3 +47,7 @@ pub fn build_schema(introspection: bool, live: Option<Live>) -> AppSchema {
 pub fn sdl() -> String {
     build_schema(true, None).sdl()
 }
+
+/// What resolvers return: their errors are the server's own, which
+/// `graphql::error` turns into the client's words and codes.
+pub(crate) type Result<T, E = crate::error::AppError> = std::result::Result<T, E>;

@@ -1,4 +1,5 @@
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use super::Result;
+use async_graphql::{Context, ID, InputObject, Object};
 
 use super::{
     context::{claim, loaders, viewer},
@@ -64,8 +65,8 @@ impl Mutation {
         let id = viewer(ctx)?.require()?.clone();
         let new = NewUser {
             id,
-            username: Username::parse(&input.username).map_err(AppError::from)?,
-            email: Email::parse(&input.email).map_err(AppError::from)?,
+            username: Username::parse(&input.username)?,
+            email: Email::parse(&input.email)?,
         };
         let user = domain::User::create(new);
         let loaders = loaders(ctx)?;
@@ -88,20 +89,10 @@ impl Mutation {
     /// Changes the viewer's username and/or email. A taken username is `CONFLICT`.
     async fn update_user(&self, ctx: &Context<'_>, input: UpdateUserInput) -> Result<User> {
         let id = viewer(ctx)?.require()?.clone();
-        let username = input
-            .username
-            .as_deref()
-            .map(Username::parse)
-            .transpose()
-            .map_err(AppError::from)?;
-        let email = input
-            .email
-            .as_deref()
-            .map(Email::parse)
-            .transpose()
-            .map_err(AppError::from)?;
+        let username = input.username.as_deref().map(Username::parse).transpose()?;
+        let email = input.email.as_deref().map(Email::parse).transpose()?;
         if username.is_none() && email.is_none() {
-            return Err(nothing_to_change("username, email").into());
+            return Err(nothing_to_change("username, email"));
         }
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &id);
@@ -127,8 +118,8 @@ impl Mutation {
         let author_id = viewer(ctx)?.require()?.clone();
         let new = NewPost {
             author_id,
-            title: Title::parse(&input.title).map_err(AppError::from)?,
-            content: PostContent::parse(&input.content).map_err(AppError::from)?,
+            title: Title::parse(&input.title)?,
+            content: PostContent::parse(&input.content)?,
         };
         let post = domain::Post::create(new);
         let loaders = loaders(ctx)?;
@@ -151,21 +142,15 @@ impl Mutation {
     /// Edits a post; only its author may. `version` grows by one.
     async fn update_post(&self, ctx: &Context<'_>, id: ID, input: UpdatePostInput) -> Result<Post> {
         let author = viewer(ctx)?.require()?.clone();
-        let id = PostId::parse(id.0).map_err(AppError::from)?;
-        let title = input
-            .title
-            .as_deref()
-            .map(Title::parse)
-            .transpose()
-            .map_err(AppError::from)?;
+        let id = PostId::parse(id.0)?;
+        let title = input.title.as_deref().map(Title::parse).transpose()?;
         let content = input
             .content
             .as_deref()
             .map(PostContent::parse)
-            .transpose()
-            .map_err(AppError::from)?;
+            .transpose()?;
         if title.is_none() && content.is_none() {
-            return Err(nothing_to_change("title, content").into());
+            return Err(nothing_to_change("title, content"));
         }
         let expected = input.expected_version.map(version).transpose()?;
         let loaders = loaders(ctx)?;
@@ -192,7 +177,7 @@ impl Mutation {
     /// finishes the job.
     async fn delete_post(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let author = viewer(ctx)?.require()?.clone();
-        let post = PostId::parse(id.0).map_err(AppError::from)?;
+        let post = PostId::parse(id.0)?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &author);
         let written = change(
@@ -218,8 +203,8 @@ impl Mutation {
         expected_version: Option<i64>,
     ) -> Result<Comment> {
         let author = viewer(ctx)?.require()?.clone();
-        let id = CommentId::parse(id.0).map_err(AppError::from)?;
-        let content = CommentContent::parse(&content).map_err(AppError::from)?;
+        let id = CommentId::parse(id.0)?;
+        let content = CommentContent::parse(&content)?;
         let expected = expected_version.map(version).transpose()?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &author);
@@ -241,7 +226,7 @@ impl Mutation {
     /// `commentCount` goes down by one in the same transaction. Returns the comment's id.
     async fn delete_comment(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let viewer_id = viewer(ctx)?.require()?.clone();
-        let comment = CommentId::parse(id.0).map_err(AppError::from)?;
+        let comment = CommentId::parse(id.0)?;
         let loaders = loaders(ctx)?;
         let claim = claim(ctx, &viewer_id);
         let written = change(
@@ -263,9 +248,9 @@ impl Mutation {
     async fn add_comment(&self, ctx: &Context<'_>, input: AddCommentInput) -> Result<Comment> {
         let author_id = viewer(ctx)?.require()?.clone();
         let new = NewComment {
-            post_id: PostId::parse(input.post_id.0).map_err(AppError::from)?,
+            post_id: PostId::parse(input.post_id.0)?,
             author_id,
-            content: CommentContent::parse(&input.content).map_err(AppError::from)?,
+            content: CommentContent::parse(&input.content)?,
         };
         let comment = domain::Comment::create(new);
         let loaders = loaders(ctx)?;

@@ -1,4 +1,5 @@
-use async_graphql::{Context, ID, Object, Result, connection::Connection};
+use super::Result;
+use async_graphql::{Context, ID, Object, connection::Connection};
 
 use super::{
     context::{loaders, nullable, viewer},

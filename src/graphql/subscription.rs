@@ -3,7 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_graphql::{Context, ErrorExtensions, ID, Result, Subscription as SubscriptionObject};
+use super::Result;
+use async_graphql::{Context, ErrorExtensions, ID, Subscription as SubscriptionObject};
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::{broadcast, watch};
 
@@ -95,8 +96,8 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         post_id: ID,
-    ) -> Result<impl Stream<Item = Result<Comment>> + use<>> {
-        let post = PostId::parse(post_id.0).map_err(AppError::from)?;
+    ) -> Result<impl Stream<Item = Result<Comment, async_graphql::Error>> + use<>> {
+        let post = PostId::parse(post_id.0)?;
         let events = events(ctx)?;
         Ok(events.filter_map(move |event| {
             let item = match event {
@@ -115,11 +116,8 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         author_id: Option<ID>,
-    ) -> Result<impl Stream<Item = Result<Post>> + use<>> {
-        let author = author_id
-            .map(|id| UserId::parse(id.0))
-            .transpose()
-            .map_err(AppError::from)?;
+    ) -> Result<impl Stream<Item = Result<Post, async_graphql::Error>> + use<>> {
+        let author = author_id.map(|id| UserId::parse(id.0)).transpose()?;
         let events = events(ctx)?;
         Ok(events.filter_map(move |event| {
             let item = match event {
@@ -139,7 +137,9 @@ impl Subscription {
 /// The instance's events for one subscription. It ends when the server shuts down, and
 /// with an error when the subscriber falls so far behind that the feed dropped events
 /// for it: a slow subscriber is let go rather than allowed to slow the others.
-fn events(ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Event>> + use<>, AppError> {
+fn events(
+    ctx: &Context<'_>,
+) -> Result<impl Stream<Item = Result<Event, async_graphql::Error>> + use<>> {
     let live = ctx.data_opt::<Live>().ok_or_else(|| {
         AppError::internal(anyhow::anyhow!(
             "subscriptions are turned off on this server"
@@ -151,7 +151,7 @@ fn events(ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Event>> + use<>
 fn event_stream(
     receiver: broadcast::Receiver<Event>,
     shutdown: watch::Receiver<bool>,
-) -> impl Stream<Item = Result<Event>> + use<> {
+) -> impl Stream<Item = Result<Event, async_graphql::Error>> + use<> {
     struct State {
         receiver: broadcast::Receiver<Event>,
         shutdown: watch::Receiver<bool>,

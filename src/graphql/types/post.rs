@@ -1,4 +1,5 @@
-use async_graphql::{Context, ID, Object, Result, connection::Connection};
+use crate::graphql::Result;
+use async_graphql::{Context, ID, Object, connection::Connection};
 
 use super::{Comment, DEFAULT_FIRST, DateTime, User, connection, page_size};
 use crate::{
