@@ -129,14 +129,18 @@ pub fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
     err
 }
 
-/// What is left without a code failed while coercing a client's values (a variable
-/// that does not fit its argument, say): the client's input is at fault.
+/// An error that reached the response without a code came from no mapping of ours:
+/// the client's input was checked before execution, so it is a bug. It is logged with
+/// what it said, and the client gets a masked `INTERNAL_SERVER_ERROR`.
 fn coded_response(mut response: Response) -> Response {
-    response.errors = response
-        .errors
-        .into_iter()
-        .map(|e| with_code(e, ErrorCode::BadUserInput))
-        .collect();
+    for error in &mut response.errors {
+        if error_code(error).is_none() {
+            tracing::error!(message = %error.message, path = ?error.path, "an error without a code");
+            error.message = "internal server error".to_owned();
+            error.extensions = None;
+            *error = with_code(error.clone(), ErrorCode::InternalServerError);
+        }
+    }
     response
 }
 
@@ -197,5 +201,24 @@ pub fn error_code(err: &ServerError) -> Option<ErrorCode> {
     match err.extensions.as_ref()?.get("code")? {
         Value::String(code) => ErrorCode::parse(code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_without_a_code_is_masked_as_internal() {
+        let leaked = ServerError::new("Failed to parse table blog-local-users", None);
+        let coded_already = coded("the username \"a\" is taken", ErrorCode::Conflict);
+        let response = coded_response(Response::from_errors(vec![leaked, coded_already]));
+        assert_eq!(response.errors[0].message, "internal server error");
+        assert_eq!(
+            error_code(&response.errors[0]),
+            Some(ErrorCode::InternalServerError)
+        );
+        assert_eq!(error_code(&response.errors[1]), Some(ErrorCode::Conflict));
+        assert_eq!(response.errors[1].message, "the username \"a\" is taken");
     }
 }

@@ -290,7 +290,7 @@ impl Pipeline {
         let kind = operation.node.ty;
         self.limits
             .check(&document, &request.variables, &operation.node, &self.types)?;
-        super::variables::coerce(&operation.node, &request.variables)?;
+        super::variables::coerce(&operation.node, &request.variables, &self.types)?;
         request.set_parsed_query(document);
         Ok(kind)
     }

@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::{
+    Value,
+    parser::types::{BaseType, OperationType, Type},
+};
 
 /// A connection field is one whose type is a Relay connection, `…Connection` by the
 /// connection spec's naming: read from the schema, so that no connection escapes the
@@ -44,6 +47,10 @@ pub struct FieldTypes {
     /// By type, then by field: the field's type. Looked up for every field measured, by
     /// borrowed names.
     fields: HashMap<String, HashMap<String, String>>,
+    /// By type, then by field, then by argument: the argument's type.
+    arguments: HashMap<String, HashMap<String, HashMap<String, Type>>>,
+    /// By input type, then by field: the field's type.
+    inputs: HashMap<String, HashMap<String, Type>>,
     roots: [String; 3],
 }
 
@@ -51,9 +58,11 @@ impl FieldTypes {
     /// The field types of the schema `sdl` describes, introspection's included; empty for
     /// an SDL that does not parse.
     pub fn from_sdl(sdl: &str) -> Self {
-        use async_graphql::parser::types::{BaseType, TypeKind, TypeSystemDefinition};
+        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
 
         let mut fields = HashMap::new();
+        let mut arguments: HashMap<String, HashMap<String, HashMap<String, Type>>> = HashMap::new();
+        let mut inputs: HashMap<String, HashMap<String, Type>> = HashMap::new();
         let mut roots = [
             "Query".to_owned(),
             "Mutation".to_owned(),
@@ -73,12 +82,30 @@ impl FieldTypes {
             match definition {
                 TypeSystemDefinition::Type(definition) => {
                     let definition = definition.node;
+                    let type_name = definition.name.node.to_string();
                     let declared = match definition.kind {
                         TypeKind::Object(object) => object.fields,
                         TypeKind::Interface(interface) => interface.fields,
+                        TypeKind::InputObject(input) => {
+                            let fields = input.fields.into_iter().map(|field| {
+                                (field.node.name.node.to_string(), field.node.ty.node)
+                            });
+                            inputs.entry(type_name).or_default().extend(fields);
+                            continue;
+                        }
                         _ => continue,
                     };
                     for field in declared {
+                        let field_arguments = field.node.arguments.iter().map(|argument| {
+                            let argument = &argument.node;
+                            (argument.name.node.to_string(), argument.ty.node.clone())
+                        });
+                        arguments
+                            .entry(type_name.clone())
+                            .or_default()
+                            .entry(field.node.name.node.to_string())
+                            .or_default()
+                            .extend(field_arguments);
                         let mut ty = &field.node.ty.node.base;
                         while let BaseType::List(inner) = ty {
                             ty = &inner.base;
@@ -109,7 +136,12 @@ impl FieldTypes {
         let query: &mut HashMap<String, String> = fields.entry(roots[0].clone()).or_default();
         query.insert("__schema".to_owned(), "__Schema".to_owned());
         query.insert("__type".to_owned(), "__Type".to_owned());
-        Self { fields, roots }
+        Self {
+            fields,
+            arguments,
+            inputs,
+            roots,
+        }
     }
 
     pub(super) fn root(&self, kind: OperationType) -> &str {
@@ -122,6 +154,39 @@ impl FieldTypes {
 
     pub(super) fn field(&self, parent: &str, field: &str) -> Option<&str> {
         self.fields.get(parent)?.get(field).map(String::as_str)
+    }
+
+    /// The declared type of argument `argument` of `parent.field`.
+    pub(super) fn argument(&self, parent: &str, field: &str, argument: &str) -> Option<&Type> {
+        self.arguments.get(parent)?.get(field)?.get(argument)
+    }
+
+    /// Whether every `Int` of `value`, read as `ty` (through lists and input objects),
+    /// fits in 32 bits. async-graphql's validation takes any 64-bit integer for an `Int`
+    /// and only execution refuses it, as an error of no request; other mismatches are
+    /// validation's to report.
+    pub(crate) fn ints_fit(&self, ty: &BaseType, value: &Value) -> bool {
+        match (ty, value) {
+            (BaseType::Named(name), Value::Number(number)) if name == "Int" => {
+                number.as_i64().is_none_or(|n| i32::try_from(n).is_ok())
+            }
+            (BaseType::Named(name), Value::Object(fields)) => {
+                let Some(declared) = self.inputs.get(name.as_str()) else {
+                    return true;
+                };
+                fields.iter().all(|(field, value)| {
+                    declared
+                        .get(field.as_str())
+                        .is_none_or(|ty| self.ints_fit(&ty.base, value))
+                })
+            }
+            (BaseType::List(inner), Value::List(items)) => {
+                items.iter().all(|item| self.ints_fit(&inner.base, item))
+            }
+            // A single value where a list is expected is a list of one.
+            (BaseType::List(inner), value) => self.ints_fit(&inner.base, value),
+            _ => true,
+        }
     }
 }
 

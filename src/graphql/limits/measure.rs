@@ -148,6 +148,9 @@ impl<'a> Analyzer<'a> {
                     let directives =
                         self.directives(&field.directives, || format!("the field `{name}`"));
                     let child = ty.and_then(|ty| self.types.field(ty, name));
+                    if let Some(parent) = ty {
+                        self.literal_ints(parent, field);
+                    }
                     let children = if field.selection_set.node.items.is_empty() {
                         Measure::default()
                     } else {
@@ -266,6 +269,31 @@ impl<'a> Analyzer<'a> {
             ));
         }
         directives.len() as u64
+    }
+
+    /// Refuses an `Int` outside 32 bits written into an argument (variables are checked
+    /// with their values): async-graphql's validation lets it through, and execution
+    /// would fail the field rather than the request.
+    fn literal_ints(&mut self, parent: &str, field: &'a Field) {
+        let name = field.name.node.as_str();
+        for (argument, value) in &field.arguments {
+            let Some(ty) = self.types.argument(parent, name, argument.node.as_str()) else {
+                continue;
+            };
+            // Literal values only: one that holds a variable is checked with its value.
+            let Ok(value) = value.node.clone().into_const_with(|_| Err(())) else {
+                continue;
+            };
+            if !self.types.ints_fit(&ty.base, &value) {
+                self.refuse(coded(
+                    format!(
+                        "the argument `{}` of `{name}` holds an Int outside 32 bits",
+                        argument.node
+                    ),
+                    ErrorCode::BadUserInput,
+                ));
+            }
+        }
     }
 
     fn refuse(&mut self, error: ServerError) {
