@@ -6,7 +6,10 @@
 //! `AppError` to a GraphQL error is the mapping in `graphql::error`, which logs the
 //! internals and sends the client a code and a plain message.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crate::domain::InputError;
 
@@ -179,6 +182,23 @@ impl Refusal {
     }
 }
 
+/// The internal cause of an error, and whether it has been logged: clones of one error
+/// share it.
+#[derive(Debug)]
+pub struct Cause {
+    error: anyhow::Error,
+    logged: AtomicBool,
+}
+
+impl Cause {
+    fn new(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            logged: AtomicBool::new(false),
+        }
+    }
+}
+
 /// Why an operation failed: its contract code, what the client is told, and the cause that
 /// only the log sees.
 #[derive(Clone, Debug)]
@@ -200,28 +220,28 @@ pub enum AppError {
     QueryTooComplex(String),
     /// DynamoDB is unreachable, throttling, or slower than the timeouts allow.
     /// The source is logged, never shown.
-    ServiceUnavailable(Arc<anyhow::Error>),
+    ServiceUnavailable(Arc<Cause>),
     /// A write went out and no answer came back: it may or may not have been applied.
     /// `SERVICE_UNAVAILABLE` too, and the client is told the outcome is unknown.
-    OutcomeUnknown(Arc<anyhow::Error>),
+    OutcomeUnknown(Arc<Cause>),
     /// A bug or an unexpected answer from a dependency. The source is logged, never shown.
-    Internal(Arc<anyhow::Error>),
+    Internal(Arc<Cause>),
 }
 
 impl AppError {
     /// An internal error with its cause, which is logged and never shown.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(Arc::new(source.into()))
+        Self::Internal(Arc::new(Cause::new(source.into())))
     }
 
     /// DynamoDB is unreachable, throttling or too slow; the cause is logged, never shown.
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
-        Self::ServiceUnavailable(Arc::new(source.into()))
+        Self::ServiceUnavailable(Arc::new(Cause::new(source.into())))
     }
 
     /// A write went out and no answer came back; the cause is logged, never shown.
     pub fn outcome_unknown(source: impl Into<anyhow::Error>) -> Self {
-        Self::OutcomeUnknown(Arc::new(source.into()))
+        Self::OutcomeUnknown(Arc::new(Cause::new(source.into())))
     }
 
     /// Whether the change may have been made although the request failed.
@@ -246,17 +266,60 @@ impl AppError {
 
     /// The internal cause, for the log only.
     pub fn internal_source(&self) -> Option<&anyhow::Error> {
+        self.cause().map(|cause| &cause.error)
+    }
+
+    fn cause(&self) -> Option<&Cause> {
         match self {
-            Self::ServiceUnavailable(source)
-            | Self::OutcomeUnknown(source)
-            | Self::Internal(source) => Some(source),
+            Self::ServiceUnavailable(cause)
+            | Self::OutcomeUnknown(cause)
+            | Self::Internal(cause) => Some(cause),
             _ => None,
         }
+    }
+
+    /// The internal cause, the first time it is asked for: an error that many fields share
+    /// (a failed batch every field of the batch waited on) is logged once.
+    pub fn cause_to_log(&self) -> Option<&anyhow::Error> {
+        self.cause()
+            .filter(|cause| !cause.logged.swap(true, Ordering::Relaxed))
+            .map(|cause| &cause.error)
     }
 }
 
 impl From<InputError> for AppError {
     fn from(err: InputError) -> Self {
         Self::BadUserInput(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_shared_by_many_fields_is_logged_once() {
+        let failed = AppError::unavailable(anyhow::anyhow!("BatchGetItem timed out"));
+        let waiting = [failed.clone(), failed.clone(), failed];
+        let logged = waiting
+            .iter()
+            .filter(|err| err.cause_to_log().is_some())
+            .count();
+        assert_eq!(logged, 1);
+        // Each error is its own, though: another failure is logged too.
+        let other = AppError::internal(anyhow::anyhow!("a bug"));
+        assert!(other.cause_to_log().is_some());
+        assert!(AppError::BadUserInput("no".into()).cause_to_log().is_none());
+    }
+
+    #[test]
+    fn codes_parse_back_and_choose_statuses_and_close_codes() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::Unauthenticated.http_status(), 401);
+        assert_eq!(ErrorCode::ServiceUnavailable.http_status(), 503);
+        assert_eq!(ErrorCode::Unauthenticated.close_code(), 4403);
+        assert_ne!(ErrorCode::ServiceUnavailable.close_code(), 4403);
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{AppError, Entity, ErrorCode, Refusal, UNKNOWN_OUTCOME};
 
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
-        if let Some(source) = err.internal_source() {
+        if let Some(source) = err.cause_to_log() {
             tracing::error!(code = err.code().as_str(), error = ?source, "request failed");
         }
         let code = err.code();
