@@ -343,14 +343,11 @@ fn refused(media: MediaType, err: AppError) -> axum::response::Response {
 
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {
     let body = serde_json::json!({ "errors": [refusal(err)] });
-    let status = if media == MediaType::Json && status != StatusCode::METHOD_NOT_ALLOWED {
-        // Legacy clients expect 200 for GraphQL errors, but not for transport errors.
-        match status {
-            StatusCode::UNAUTHORIZED => StatusCode::OK,
-            other => other,
-        }
-    } else {
-        status
+    // Legacy clients expect 200 for a GraphQL error (a bad token), but not for transport
+    // errors (a body too large, a server too busy).
+    let status = match (media, status) {
+        (MediaType::Json, StatusCode::UNAUTHORIZED) => StatusCode::OK,
+        (_, status) => status,
     };
     json_response(media, status, &body)
 }

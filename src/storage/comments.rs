@@ -10,7 +10,7 @@ use super::{
     pages::Source,
     posts::no_user,
     tables::POST_COMMENTS_INDEX,
-    writes::{Claimed, OnCancel, Transacted, Written, n, s, string},
+    writes::{Claimed, OnCancel, Part, Transacted, Written, n, s, string},
 };
 use crate::{
     domain::{Claim, Comment, CommentContent, CommentId, PageSize, PostId, UserId},
@@ -80,9 +80,12 @@ impl Storage {
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(count).build(),
-            self.user_exists(&comment.author_id)?,
+            (Part::Comment, TransactWriteItem::builder().put(put).build()),
+            (
+                Part::Post,
+                TransactWriteItem::builder().update(count).build(),
+            ),
+            (Part::Author, self.user_exists(&comment.author_id)?),
         ];
         let claimed = claim.map(|claim| Claimed {
             claim,
@@ -90,9 +93,9 @@ impl Storage {
         });
         let done = self
             .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons[1].failed() {
+                OnCancel::Fail(if reasons.failed(Part::Post) {
                     AppError::Refused(Refusal::Missing(Entity::Post, comment.post_id.to_string()))
-                } else if reasons[2].failed() {
+                } else if reasons.failed(Part::Author) {
                     no_user(&comment.author_id)
                 } else {
                     AppError::Refused(Refusal::Exists(Entity::Comment, comment.id.to_string()))
@@ -168,11 +171,12 @@ impl Storage {
             } else {
                 delete.condition_expression("attribute_exists(CommentId) AND PostId = :post")
             };
-            let mut items = vec![
+            let mut items = vec![(
+                Part::Comment,
                 TransactWriteItem::builder()
                     .delete(delete.build().map_err(AppError::internal)?)
                     .build(),
-            ];
+            )];
             // The post item: its counter, and (for the post's author) who may delete.
             let mut condition = vec!["attribute_exists(PostId)"];
             if !as_author {
@@ -195,7 +199,10 @@ impl Storage {
                     update = update.expression_attribute_values(":viewer", value);
                 }
                 let update = update.build().map_err(AppError::internal)?;
-                items.push(TransactWriteItem::builder().update(update).build());
+                items.push((
+                    Part::Post,
+                    TransactWriteItem::builder().update(update).build(),
+                ));
             } else if let Some(viewer_value) = viewer_value {
                 let check = ConditionCheck::builder()
                     .table_name(&self.tables.posts)
@@ -207,7 +214,10 @@ impl Storage {
                     )
                     .build()
                     .map_err(AppError::internal)?;
-                items.push(TransactWriteItem::builder().condition_check(check).build());
+                items.push((
+                    Part::Post,
+                    TransactWriteItem::builder().condition_check(check).build(),
+                ));
             }
             let claimed = claim.map(|claim| Claimed {
                 claim,
@@ -215,15 +225,15 @@ impl Storage {
             });
             let done = self
                 .transact(items, claimed, |reasons| {
-                    if reasons[0].failed() {
+                    if reasons.failed(Part::Comment) {
                         // Gone meanwhile (not found), or changed: read again and see.
-                        return match &reasons[0].item {
+                        return match reasons.old(Part::Comment) {
                             None => OnCancel::Fail(not_found()),
                             Some(_) => OnCancel::Retry,
                         };
                     }
-                    match reasons.get(1).filter(|r| r.failed()).map(|r| &r.item) {
-                        Some(Some(old))
+                    match reasons.old(Part::Post) {
+                        Some(old)
                             if !as_author && string(old, "UserId") != Some(viewer.as_str()) =>
                         {
                             OnCancel::Fail(forbidden())

@@ -18,7 +18,7 @@ use crate::{
     error::{AppError, Entity, Refusal},
 };
 
-use super::writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string};
+use super::writes::{Claimed, OnCancel, Part, Transacted, Written, n, number, s, string};
 
 impl Storage {
     /// Edits an item that only its author may edit: sets `changes`, stamps `UpdatedAt`,
@@ -83,14 +83,19 @@ impl Storage {
                 )
                 .build()
                 .map_err(AppError::internal)?;
-            let items = vec![TransactWriteItem::builder().update(update).build()];
+            let part = match entity {
+                Entity::User => Part::User,
+                Entity::Post => Part::Post,
+                Entity::Comment => Part::Comment,
+            };
+            let items = vec![(part, TransactWriteItem::builder().update(update).build())];
             let claimed = Claimed {
                 claim,
                 result: key.1,
             };
             return match self
                 .transact(items, Some(claimed), |reasons| {
-                    OnCancel::Fail(refused(reasons[0].item.as_ref()))
+                    OnCancel::Fail(refused(reasons.old(part)))
                 })
                 .await?
             {

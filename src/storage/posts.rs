@@ -12,7 +12,7 @@ use super::{
     pages::Source,
     tables::USER_POSTS_INDEX,
     write_once,
-    writes::{Claimed, OnCancel, Transacted, Written, n, number, s, string},
+    writes::{Claimed, OnCancel, Part, Transacted, Written, n, number, s, string},
 };
 use crate::{
     domain::{Claim, PageSize, Post, PostContent, PostId, Title, UserId},
@@ -87,8 +87,8 @@ impl Storage {
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.user_exists(&post.author_id)?,
+            (Part::Post, TransactWriteItem::builder().put(put).build()),
+            (Part::Author, self.user_exists(&post.author_id)?),
         ];
         let claimed = claim.map(|claim| Claimed {
             claim,
@@ -96,7 +96,7 @@ impl Storage {
         });
         let done = self
             .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons[1].failed() {
+                OnCancel::Fail(if reasons.failed(Part::Author) {
                     no_user(&post.author_id)
                 } else {
                     AppError::Refused(Refusal::Exists(Entity::Post, post.id.to_string()))
@@ -202,7 +202,10 @@ impl Storage {
                     .expression_attribute_values(":post", s(id.as_str()))
                     .build()
                     .map_err(AppError::internal)?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                items.push((
+                    Part::Comment,
+                    TransactWriteItem::builder().delete(delete).build(),
+                ));
             }
             let counter = Update::builder()
                 .table_name(&self.tables.posts)
@@ -216,7 +219,10 @@ impl Storage {
                 )
                 .build()
                 .map_err(AppError::internal)?;
-            items.push(TransactWriteItem::builder().update(counter).build());
+            items.push((
+                Part::Post,
+                TransactWriteItem::builder().update(counter).build(),
+            ));
             // A failed condition means the state moved (a comment deleted meanwhile, the
             // post gone): the next step reads again and decides.
             self.transact(items, None, |_| OnCancel::Retry).await?;
@@ -265,7 +271,10 @@ impl Storage {
                 )
                 .build()
                 .map_err(AppError::internal)?;
-            let items = vec![TransactWriteItem::builder().delete(delete).build()];
+            let items = vec![(
+                Part::Post,
+                TransactWriteItem::builder().delete(delete).build(),
+            )];
             let claimed = Claimed {
                 claim,
                 result: id.as_str(),
@@ -274,7 +283,7 @@ impl Storage {
             let done = self
                 .transact(items, Some(claimed), |reasons| {
                     if let Ok(mut failed) = failed.lock() {
-                        *failed = Some(reasons[0].item.clone());
+                        *failed = Some(reasons.old(Part::Post).cloned());
                     }
                     OnCancel::Retry
                 })

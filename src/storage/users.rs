@@ -6,7 +6,7 @@ use super::{
     List, Page, PageKey, Storage,
     items::{user_from_item, user_to_item},
     pages::Source,
-    writes::{Claimed, OnCancel, Transacted, Written, s},
+    writes::{Claimed, OnCancel, Part, Transacted, Written, s},
 };
 use crate::{
     domain::{Claim, Email, PageSize, User, UserId, Username},
@@ -79,8 +79,8 @@ impl Storage {
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.guard_put(&user.username, &user.id)?,
+            (Part::User, TransactWriteItem::builder().put(put).build()),
+            (Part::Guard, self.guard_put(&user.username, &user.id)?),
         ];
         let claimed = claim.map(|claim| Claimed {
             claim,
@@ -88,7 +88,7 @@ impl Storage {
         });
         let done = self
             .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons[0].failed() {
+                OnCancel::Fail(if reasons.failed(Part::User) {
                     AppError::Refused(Refusal::Exists(Entity::User, user.id.to_string()))
                 } else {
                     AppError::Refused(Refusal::UsernameTaken(user.username.to_string()))
@@ -130,7 +130,7 @@ impl Storage {
                 update = update.expression_attribute_values(":name", s(name.as_str()));
                 sets.push("Username = :name");
                 updated.username = name.as_str().to_owned();
-                guards.push(self.guard_put(name.as_str(), id)?);
+                guards.push((Part::Guard, self.guard_put(name.as_str(), id)?));
                 if guard_key(name.as_str()) != guard_key(&current.username) {
                     // Free the old name, unless its guard is not ours (a user written by
                     // Da Vinci has none).
@@ -141,14 +141,20 @@ impl Storage {
                         .expression_attribute_values(":me", s(id.as_str()))
                         .build()
                         .map_err(AppError::internal)?;
-                    guards.push(TransactWriteItem::builder().delete(delete).build());
+                    guards.push((
+                        Part::FreedGuard,
+                        TransactWriteItem::builder().delete(delete).build(),
+                    ));
                 }
             }
             let update = update
                 .update_expression(format!("SET {}", sets.join(", ")))
                 .build()
                 .map_err(AppError::internal)?;
-            let mut items = vec![TransactWriteItem::builder().update(update).build()];
+            let mut items = vec![(
+                Part::User,
+                TransactWriteItem::builder().update(update).build(),
+            )];
             items.extend(guards);
             let name = username.as_ref().map(Username::as_str).unwrap_or_default();
             let claimed = claim.map(|claim| Claimed {
@@ -157,9 +163,9 @@ impl Storage {
             });
             let done = self
                 .transact(items, claimed, |reasons| {
-                    if reasons[0].failed() {
+                    if reasons.failed(Part::User) {
                         OnCancel::Retry
-                    } else if reasons.get(1).is_some_and(|r| r.failed()) {
+                    } else if reasons.failed(Part::Guard) {
                         OnCancel::Fail(AppError::Refused(Refusal::UsernameTaken(name.to_owned())))
                     } else {
                         OnCancel::Fail(AppError::Refused(Refusal::UsernameHeld(

@@ -35,6 +35,56 @@ impl Cancellation {
     }
 }
 
+/// What an item of a transaction is for: a cancellation is read by what failed, not by
+/// where it stood in the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The user item being written.
+    User,
+    /// The post item being written, or the post whose counter moves.
+    Post,
+    /// The comment item being written.
+    Comment,
+    /// The check that the acting user exists.
+    Author,
+    /// A username's guard item, taken.
+    Guard,
+    /// The guard of a username given up, freed.
+    FreedGuard,
+}
+
+/// Why DynamoDB cancelled a transaction, by part.
+pub(crate) struct Cancellations<'a> {
+    parts: &'a [Part],
+    reasons: &'a [Cancellation],
+}
+
+impl Cancellations<'_> {
+    /// The first item of `part`, with why it was cancelled.
+    fn of(&self, part: Part) -> Option<&Cancellation> {
+        self.parts
+            .iter()
+            .zip(self.reasons)
+            .find(|(each, _)| **each == part)
+            .map(|(_, reason)| reason)
+    }
+
+    /// Whether the condition of an item of `part` failed.
+    pub(crate) fn failed(&self, part: Part) -> bool {
+        self.parts
+            .iter()
+            .zip(self.reasons)
+            .any(|(each, reason)| *each == part && reason.failed())
+    }
+
+    /// The item of `part` as it was, when its condition failed.
+    pub(crate) fn old(&self, part: Part) -> Option<&Item> {
+        self.of(part)
+            .filter(|reason| reason.failed())
+            .and_then(|reason| reason.item.as_ref())
+    }
+}
+
 /// What a write did: the change was applied, or a request with the same idempotency key
 /// applied it before, and this is its result (the id it made or touched).
 #[derive(Debug)]
@@ -111,10 +161,11 @@ impl Storage {
     /// than running it again and failing its own conditions.
     pub(crate) async fn transact(
         &self,
-        mut items: Vec<TransactWriteItem>,
+        parts: Vec<(Part, TransactWriteItem)>,
         claimed: Option<Claimed<'_>>,
-        on_cancel: impl Fn(&[Cancellation]) -> OnCancel,
+        on_cancel: impl Fn(&Cancellations<'_>) -> OnCancel,
     ) -> Result<Transacted, AppError> {
+        let (names, mut items): (Vec<Part>, Vec<TransactWriteItem>) = parts.into_iter().unzip();
         let changes = items.len();
         if let Some(claimed) = claimed {
             items.push(self.claim_item(claimed.claim, claimed.result)?);
@@ -195,7 +246,11 @@ impl Storage {
                         reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
                     )));
                 }
-                return match on_cancel(&reasons[..changes.min(reasons.len())]) {
+                let cancellations = Cancellations {
+                    parts: &names,
+                    reasons: &reasons[..changes.min(reasons.len())],
+                };
+                return match on_cancel(&cancellations) {
                     OnCancel::Fail(client_error) => Err(client_error),
                     OnCancel::Retry => Ok(Transacted::Retry),
                 };
