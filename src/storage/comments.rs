@@ -4,6 +4,7 @@ use aws_sdk_dynamodb::types::{
     ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
+use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, USER_ID};
 use super::{
     List, Page, PageKey, Storage,
     items::{comment_from_item, comment_to_item},
@@ -17,7 +18,7 @@ use crate::{
     error::{AppError, Entity, Refusal},
 };
 
-const KEY: &str = "CommentId";
+const KEY: &str = COMMENT_ID;
 const MAX_ATTEMPTS: usize = 5;
 
 impl Storage {
@@ -50,7 +51,7 @@ impl Storage {
         let source = Source::Index {
             table: &self.tables.comments,
             index: POST_COMMENTS_INDEX,
-            partition: ("PostId", post.as_str()),
+            partition: (POST_ID, post.as_str()),
             newest_first: false,
         };
         let raw = self.page(source, List::PostComments, size, after).await?;
@@ -68,14 +69,14 @@ impl Storage {
         let put = Put::builder()
             .table_name(&self.tables.comments)
             .set_item(Some(comment_to_item(comment).map_err(AppError::internal)?))
-            .condition_expression("attribute_not_exists(CommentId)")
+            .condition_expression(format!("attribute_not_exists({COMMENT_ID})"))
             .build()
             .map_err(AppError::internal)?;
         let count = Update::builder()
             .table_name(&self.tables.posts)
-            .key("PostId", s(comment.post_id.as_str()))
-            .update_expression("ADD CommentCount :one")
-            .condition_expression("attribute_exists(PostId)")
+            .key(POST_ID, s(comment.post_id.as_str()))
+            .update_expression(format!("ADD {COMMENT_COUNT} :one"))
+            .condition_expression(format!("attribute_exists({POST_ID})"))
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(AppError::internal)?;
@@ -121,7 +122,7 @@ impl Storage {
                 Entity::Comment,
                 author,
                 expected_version,
-                vec![("Content", s(content.as_str()))],
+                vec![(CONTENT, s(content.as_str()))],
                 claim,
             )
             .await?;
@@ -165,11 +166,13 @@ impl Storage {
             delete = if as_author {
                 delete
                     .condition_expression(
-                        "attribute_exists(CommentId) AND PostId = :post AND UserId = :viewer",
+                        format!("attribute_exists({COMMENT_ID}) AND {POST_ID} = :post AND {USER_ID} = :viewer"),
                     )
                     .expression_attribute_values(":viewer", s(viewer.as_str()))
             } else {
-                delete.condition_expression("attribute_exists(CommentId) AND PostId = :post")
+                delete.condition_expression(format!(
+                    "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post"
+                ))
             };
             let mut items = vec![(
                 Part::Comment,
@@ -178,17 +181,17 @@ impl Storage {
                     .build(),
             )];
             // The post item: its counter, and (for the post's author) who may delete.
-            let mut condition = vec!["attribute_exists(PostId)"];
+            let mut condition = vec![format!("attribute_exists({POST_ID})")];
             if !as_author {
-                condition.push("UserId = :viewer");
+                condition.push(format!("{USER_ID} = :viewer"));
             }
             let viewer_value = (!as_author).then(|| s(viewer.as_str()));
             if counted {
-                condition.push("CommentCount > :zero");
+                condition.push(format!("{COMMENT_COUNT} > :zero"));
                 let mut update = Update::builder()
                     .table_name(&self.tables.posts)
-                    .key("PostId", post)
-                    .update_expression("ADD CommentCount :minus")
+                    .key(POST_ID, post)
+                    .update_expression(format!("ADD {COMMENT_COUNT} :minus"))
                     .condition_expression(condition.join(" AND "))
                     .expression_attribute_values(":minus", n(-1))
                     .expression_attribute_values(":zero", n(0))
@@ -206,7 +209,7 @@ impl Storage {
             } else if let Some(viewer_value) = viewer_value {
                 let check = ConditionCheck::builder()
                     .table_name(&self.tables.posts)
-                    .key("PostId", post)
+                    .key(POST_ID, post)
                     .condition_expression(condition.join(" AND "))
                     .expression_attribute_values(":viewer", viewer_value)
                     .return_values_on_condition_check_failure(
@@ -234,7 +237,7 @@ impl Storage {
                     }
                     match reasons.old(Part::Post) {
                         Some(old)
-                            if !as_author && string(old, "UserId") != Some(viewer.as_str()) =>
+                            if !as_author && string(old, USER_ID) != Some(viewer.as_str()) =>
                         {
                             OnCancel::Fail(forbidden())
                         }

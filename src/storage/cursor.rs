@@ -12,6 +12,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::Value;
 
+use super::attributes::{COMMENT_ID, CREATED_AT, POST_ID, USER_ID};
 use super::items::Item;
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -38,9 +39,9 @@ impl List {
     /// it is a number.
     pub(super) fn key(self) -> &'static [(&'static str, bool)] {
         match self {
-            Self::Users => &[("UserId", false)],
-            Self::UserPosts => &[("PostId", false), ("UserId", false), ("CreatedAt", true)],
-            Self::PostComments => &[("CommentId", false), ("PostId", false), ("CreatedAt", true)],
+            Self::Users => &[(USER_ID, false)],
+            Self::UserPosts => &[(POST_ID, false), (USER_ID, false), (CREATED_AT, true)],
+            Self::PostComments => &[(COMMENT_ID, false), (POST_ID, false), (CREATED_AT, true)],
         }
     }
 

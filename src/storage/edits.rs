@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
+use super::attributes::{UPDATED_AT, USER_ID, VERSION};
 use super::{
     Storage, classify_write,
     items::{Item, epoch_value},
@@ -48,23 +49,24 @@ impl Storage {
             (":one".to_owned(), n(1)),
         ]);
         let mut sets = vec![
-            "UpdatedAt = :now".to_owned(),
-            "Version = if_not_exists(Version, :one) + :one".to_owned(),
+            format!("{UPDATED_AT} = :now"),
+            format!("{VERSION} = if_not_exists({VERSION}, :one) + :one"),
         ];
         for (i, (name, value)) in changes.into_iter().enumerate() {
             names.insert(format!("#c{i}"), name.to_owned());
             values.insert(format!(":c{i}"), value);
             sets.push(format!("#c{i} = :c{i}"));
         }
-        let mut condition = "attribute_exists(#key) AND UserId = :author".to_owned();
+        let mut condition = format!("attribute_exists(#key) AND {USER_ID} = :author");
         if let Some(version) = expected_version {
             values.insert(":expected".to_owned(), n(version));
             // An item without `Version` (written by Da Vinci) is at version 1.
-            condition.push_str(if version == 1 {
-                " AND (Version = :expected OR attribute_not_exists(Version))"
+            let at_version = if version == 1 {
+                format!(" AND ({VERSION} = :expected OR attribute_not_exists({VERSION}))")
             } else {
-                " AND Version = :expected"
-            });
+                format!(" AND {VERSION} = :expected")
+            };
+            condition.push_str(&at_version);
         }
         let update_expression = format!("SET {}", sets.join(", "));
         let refused =
@@ -170,14 +172,14 @@ pub(crate) fn why_not_author_edit(
     let Some(old) = old else {
         return AppError::Refused(Refusal::Missing(entity, id.to_owned()));
     };
-    if string(old, "UserId") != Some(author.as_str()) {
+    if string(old, USER_ID) != Some(author.as_str()) {
         return AppError::Refused(Refusal::NotAuthor {
             entity,
             id: id.to_owned(),
             delete: false,
         });
     }
-    let current = number(old, "Version").unwrap_or(1);
+    let current = number(old, VERSION).unwrap_or(1);
     AppError::Refused(Refusal::VersionMismatch {
         entity,
         id: id.to_owned(),

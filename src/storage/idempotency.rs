@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
+use super::attributes::{CLAIM_KEY, CREATED_AT, EXPIRES_AT, FINGERPRINT, RESULT_PREFIX, USER_ID};
 use super::{
     Storage,
     items::Item,
@@ -25,10 +26,6 @@ use crate::{
     error::{AppError, Refusal},
 };
 
-/// The table's key attribute.
-pub(crate) const KEY: &str = "ClaimKey";
-/// The table's TTL attribute: epoch seconds after which DynamoDB deletes the record.
-pub(crate) const EXPIRES_AT: &str = "ExpiresAt";
 /// How long a key is remembered: at least a day, as clients retry within minutes.
 const REMEMBERED: Duration = Duration::from_secs(24 * 3600);
 
@@ -41,7 +38,7 @@ fn record_key(claim: &Claim) -> String {
 
 /// The attribute holding a change's result (changes are named by their callers).
 fn result_attribute(claim: &Claim) -> String {
-    format!("Result:{}", claim.change)
+    format!("{RESULT_PREFIX}{}", claim.change)
 }
 
 fn epoch_seconds(offset: Duration) -> i64 {
@@ -58,7 +55,7 @@ fn mismatch() -> AppError {
 /// id it made or touched), nothing if the request has not made this change yet, or a
 /// refusal when the record is another request's.
 fn replay(claim: &Claim, record: &Item) -> Result<Option<String>, AppError> {
-    if string(record, "Fingerprint") != Some(claim.fingerprint.as_str()) {
+    if string(record, FINGERPRINT) != Some(claim.fingerprint.as_str()) {
         return Err(mismatch());
     }
     Ok(string(record, &result_attribute(claim)).map(str::to_owned))
@@ -77,7 +74,7 @@ impl Storage {
     /// refusal if the key was used for another request.
     pub async fn claimed(&self, claim: &Claim) -> Result<Option<String>, AppError> {
         let record = self
-            .get(&self.tables.idempotency, (KEY, &record_key(claim)))
+            .get(&self.tables.idempotency, (CLAIM_KEY, &record_key(claim)))
             .await?;
         match record {
             Some(record) if !expired(&record) => replay(claim, &record),
@@ -88,7 +85,7 @@ impl Storage {
                     .client
                     .delete_item()
                     .table_name(&self.tables.idempotency)
-                    .key(KEY, s(&record_key(claim)))
+                    .key(CLAIM_KEY, s(&record_key(claim)))
                     .condition_expression("#expires < :now")
                     .expression_attribute_names("#expires", EXPIRES_AT)
                     .expression_attribute_values(
@@ -118,16 +115,16 @@ impl Storage {
         let now = AttributeValue::N(epoch_seconds(Duration::ZERO).to_string());
         let update = Update::builder()
             .table_name(&self.tables.idempotency)
-            .key(KEY, s(&record_key(claim)))
-            .update_expression(
-                "SET UserId = :user, Fingerprint = :fingerprint, #result = :result, \
-                 #expires = :expires, CreatedAt = if_not_exists(CreatedAt, :now)",
-            )
-            .condition_expression(
+            .key(CLAIM_KEY, s(&record_key(claim)))
+            .update_expression(format!(
+                "SET {USER_ID} = :user, {FINGERPRINT} = :fingerprint, #result = :result, \
+                 #expires = :expires, {CREATED_AT} = if_not_exists({CREATED_AT}, :now)"
+            ))
+            .condition_expression(format!(
                 "attribute_not_exists(#key) OR #expires < :now \
-                 OR (Fingerprint = :fingerprint AND attribute_not_exists(#result))",
-            )
-            .expression_attribute_names("#key", KEY)
+                 OR ({FINGERPRINT} = :fingerprint AND attribute_not_exists(#result))"
+            ))
+            .expression_attribute_names("#key", CLAIM_KEY)
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_names("#result", result_attribute(claim))
             .expression_attribute_values(":user", s(claim.user.as_str()))

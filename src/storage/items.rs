@@ -238,4 +238,71 @@ mod tests {
             AttributeValue::N("1764000000.123456".into())
         );
     }
+
+    #[test]
+    fn records_spell_the_names_of_attributes_rs() {
+        use std::collections::BTreeSet;
+
+        use crate::storage::attributes::{
+            COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, EMAIL, POST_ID, TITLE, UPDATED_AT,
+            USER_ID, USERNAME, VERSION,
+        };
+
+        let at = DateTime::from_timestamp_micros(1_764_000_000_000_000).expect("valid");
+        let names = |item: Item| item.into_keys().collect::<BTreeSet<_>>();
+        let set = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let user = crate::domain::User {
+            id: UserId::from_stored("u".into()),
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            created_at: Some(at),
+        };
+        assert_eq!(
+            names(user_to_item(&user).expect("encodes")),
+            set(&[USER_ID, USERNAME, EMAIL, CREATED_AT])
+        );
+        let post = Post {
+            id: PostId::from_stored("p".into()),
+            author_id: UserId::from_stored("u".into()),
+            title: "t".into(),
+            content: "c".into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+            comment_count: 0,
+        };
+        assert_eq!(
+            names(post_to_item(&post).expect("encodes")),
+            set(&[
+                POST_ID,
+                USER_ID,
+                TITLE,
+                CONTENT,
+                CREATED_AT,
+                UPDATED_AT,
+                VERSION,
+                COMMENT_COUNT
+            ])
+        );
+        let comment = crate::domain::Comment {
+            id: crate::domain::CommentId::from_stored("c".into()),
+            post_id: PostId::from_stored("p".into()),
+            author_id: UserId::from_stored("u".into()),
+            content: "c".into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        assert_eq!(
+            names(comment_to_item(&comment).expect("encodes")),
+            set(&[
+                COMMENT_ID, POST_ID, USER_ID, CONTENT, CREATED_AT, UPDATED_AT, VERSION
+            ])
+        );
+    }
 }

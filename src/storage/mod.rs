@@ -3,6 +3,7 @@
 //! Every call returns domain types or an [`AppError`]; SDK errors are sorted here into
 //! "DynamoDB is unavailable" and "something is wrong", with the AWS details kept for the log.
 
+mod attributes;
 mod batch;
 mod comments;
 mod cost;

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
+use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, TITLE, USER_ID};
 use super::{
     List, Page, PageKey, Storage, classify_write,
     edits::why_not_author_edit,
@@ -19,7 +20,7 @@ use crate::{
     error::{AppError, Entity, Refusal},
 };
 
-const KEY: &str = "PostId";
+const KEY: &str = POST_ID;
 /// Comments deleted per transaction by `delete_post`: DynamoDB takes 100 items in one
 /// transaction, and one is the post's counter.
 const DELETE_STEP: i32 = 99;
@@ -56,7 +57,7 @@ impl Storage {
         let source = Source::Index {
             table: &self.tables.posts,
             index: USER_POSTS_INDEX,
-            partition: ("UserId", user.as_str()),
+            partition: (USER_ID, user.as_str()),
             newest_first: true,
         };
         let raw = self.page(source, List::UserPosts, size, after).await?;
@@ -67,8 +68,8 @@ impl Storage {
     pub(crate) fn user_exists(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
         let check = ConditionCheck::builder()
             .table_name(&self.tables.users)
-            .key("UserId", s(user.as_str()))
-            .condition_expression("attribute_exists(UserId)")
+            .key(USER_ID, s(user.as_str()))
+            .condition_expression(format!("attribute_exists({USER_ID})"))
             .build()
             .map_err(AppError::internal)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
@@ -83,7 +84,7 @@ impl Storage {
         let put = Put::builder()
             .table_name(&self.tables.posts)
             .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
-            .condition_expression("attribute_not_exists(PostId)")
+            .condition_expression(format!("attribute_not_exists({POST_ID})"))
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
@@ -118,10 +119,10 @@ impl Storage {
     ) -> Result<Written<Post>, AppError> {
         let mut changes = Vec::new();
         if let Some(title) = &title {
-            changes.push(("Title", s(title.as_str())));
+            changes.push((TITLE, s(title.as_str())));
         }
         if let Some(content) = &content {
-            changes.push(("Content", s(content.as_str())));
+            changes.push((CONTENT, s(content.as_str())));
         }
         let written = self
             .edit(
@@ -197,8 +198,10 @@ impl Storage {
             for (_, comment) in &comments.items {
                 let delete = Delete::builder()
                     .table_name(&self.tables.comments)
-                    .key("CommentId", s(comment.id.as_str()))
-                    .condition_expression("attribute_exists(CommentId) AND PostId = :post")
+                    .key(COMMENT_ID, s(comment.id.as_str()))
+                    .condition_expression(format!(
+                        "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post"
+                    ))
                     .expression_attribute_values(":post", s(id.as_str()))
                     .build()
                     .map_err(AppError::internal)?;
@@ -210,8 +213,8 @@ impl Storage {
             let counter = Update::builder()
                 .table_name(&self.tables.posts)
                 .key(KEY, s(id.as_str()))
-                .update_expression("ADD CommentCount :minus")
-                .condition_expression("UserId = :author")
+                .update_expression(format!("ADD {COMMENT_COUNT} :minus"))
+                .condition_expression(format!("{USER_ID} = :author"))
                 .expression_attribute_values(":minus", n(-count))
                 .expression_attribute_values(":author", s(author.as_str()))
                 .return_values_on_condition_check_failure(
@@ -241,25 +244,27 @@ impl Storage {
         trust_counter: bool,
         claim: Option<&Claim>,
     ) -> Result<Option<Written>, AppError> {
-        let mut condition = "attribute_exists(PostId) AND UserId = :author".to_owned();
+        let mut condition = format!("attribute_exists({POST_ID}) AND {USER_ID} = :author");
         let mut values = HashMap::from([(":author".to_owned(), s(author.as_str()))]);
         if trust_counter {
-            condition
-                .push_str(" AND (attribute_not_exists(CommentCount) OR CommentCount <= :zero)");
+            condition.push_str(&format!(
+                " AND (attribute_not_exists({COMMENT_COUNT}) OR {COMMENT_COUNT} <= :zero)"
+            ));
             values.insert(":zero".to_owned(), n(0));
         }
         // The post as it was, when the condition failed: whose it is, how many comments.
-        let refused = |old: Option<&Item>| match old {
-            // Deleted meanwhile by a concurrent call: done all the same.
-            None => Ok(Some(Written::Applied(()))),
-            Some(old) if string(old, "UserId") != Some(author.as_str()) => Err(
-                why_not_author_edit(Entity::Post, id.as_str(), author, None, Some(old)),
-            ),
-            Some(old) => {
-                tracing::debug!(count = ?number(old, "CommentCount"), "post still has comments");
-                Ok(None)
-            }
-        };
+        let refused =
+            |old: Option<&Item>| match old {
+                // Deleted meanwhile by a concurrent call: done all the same.
+                None => Ok(Some(Written::Applied(()))),
+                Some(old) if string(old, USER_ID) != Some(author.as_str()) => Err(
+                    why_not_author_edit(Entity::Post, id.as_str(), author, None, Some(old)),
+                ),
+                Some(old) => {
+                    tracing::debug!(count = ?number(old, COMMENT_COUNT), "post still has comments");
+                    Ok(None)
+                }
+            };
         if let Some(claim) = claim {
             let delete = Delete::builder()
                 .table_name(&self.tables.posts)

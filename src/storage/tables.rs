@@ -12,7 +12,9 @@ use aws_sdk_dynamodb::{
     },
 };
 
-use super::idempotency;
+use super::attributes::{
+    CLAIM_KEY, COMMENT_ID, CREATED_AT, EXPIRES_AT, POST_ID, USER_ID, USERNAME_KEY,
+};
 
 pub(crate) const USER_POSTS_INDEX: &str = "user_posts_index";
 pub(crate) const POST_COMMENTS_INDEX: &str = "post_comments_index";
@@ -65,38 +67,38 @@ impl Tables {
         [
             TableSpec {
                 name: &self.users,
-                key: "UserId",
+                key: USER_ID,
                 index: None,
                 stream: false,
                 ttl: None,
             },
             TableSpec {
                 name: &self.posts,
-                key: "PostId",
-                index: Some((USER_POSTS_INDEX, "UserId", "CreatedAt")),
+                key: POST_ID,
+                index: Some((USER_POSTS_INDEX, USER_ID, CREATED_AT)),
                 stream: true,
                 ttl: None,
             },
             TableSpec {
                 name: &self.comments,
-                key: "CommentId",
-                index: Some((POST_COMMENTS_INDEX, "PostId", "CreatedAt")),
+                key: COMMENT_ID,
+                index: Some((POST_COMMENTS_INDEX, POST_ID, CREATED_AT)),
                 stream: true,
                 ttl: None,
             },
             TableSpec {
                 name: &self.usernames,
-                key: "UsernameKey",
+                key: USERNAME_KEY,
                 index: None,
                 stream: false,
                 ttl: None,
             },
             TableSpec {
                 name: &self.idempotency,
-                key: idempotency::KEY,
+                key: CLAIM_KEY,
                 index: None,
                 stream: false,
-                ttl: Some(idempotency::EXPIRES_AT),
+                ttl: Some(EXPIRES_AT),
             },
         ]
     }

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
+use super::attributes::{EMAIL, USER_ID, USERNAME, USERNAME_KEY};
 use super::{
     List, Page, PageKey, Storage,
     items::{user_from_item, user_to_item},
@@ -13,7 +14,7 @@ use crate::{
     error::{AppError, Entity, Refusal},
 };
 
-const KEY: &str = "UserId";
+const KEY: &str = USER_ID;
 /// Renames race with each other; after this many lost races the client is told to retry.
 const MAX_ATTEMPTS: usize = 5;
 
@@ -55,10 +56,12 @@ impl Storage {
     fn guard_put(&self, username: &str, owner: &UserId) -> Result<TransactWriteItem, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.usernames)
-            .item("UsernameKey", s(&guard_key(username)))
-            .item("UserId", s(owner.as_str()))
-            .item("Username", s(username))
-            .condition_expression("attribute_not_exists(UsernameKey) OR UserId = :me")
+            .item(USERNAME_KEY, s(&guard_key(username)))
+            .item(USER_ID, s(owner.as_str()))
+            .item(USERNAME, s(username))
+            .condition_expression(format!(
+                "attribute_not_exists({USERNAME_KEY}) OR {USER_ID} = :me"
+            ))
             .expression_attribute_values(":me", s(owner.as_str()))
             .build()
             .map_err(AppError::internal)?;
@@ -75,7 +78,7 @@ impl Storage {
         let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
-            .condition_expression("attribute_not_exists(UserId)")
+            .condition_expression(format!("attribute_not_exists({USER_ID})"))
             .build()
             .map_err(AppError::internal)?;
         let items = vec![
@@ -117,18 +120,18 @@ impl Storage {
             let mut update = Update::builder()
                 .table_name(&self.tables.users)
                 .key(KEY, s(id.as_str()))
-                .condition_expression("attribute_exists(UserId) AND Username = :old")
+                .condition_expression(format!("attribute_exists({USER_ID}) AND {USERNAME} = :old"))
                 .expression_attribute_values(":old", s(&current.username));
             let mut sets = Vec::new();
             if let Some(email) = &email {
                 update = update.expression_attribute_values(":email", s(email.as_str()));
-                sets.push("Email = :email");
+                sets.push(format!("{EMAIL} = :email"));
                 updated.email = email.as_str().to_owned();
             }
             let mut guards = Vec::new();
             if let Some(name) = &username {
                 update = update.expression_attribute_values(":name", s(name.as_str()));
-                sets.push("Username = :name");
+                sets.push(format!("{USERNAME} = :name"));
                 updated.username = name.as_str().to_owned();
                 guards.push((Part::Guard, self.guard_put(name.as_str(), id)?));
                 if guard_key(name.as_str()) != guard_key(&current.username) {
@@ -136,8 +139,10 @@ impl Storage {
                     // Da Vinci has none).
                     let delete = Delete::builder()
                         .table_name(&self.tables.usernames)
-                        .key("UsernameKey", s(&guard_key(&current.username)))
-                        .condition_expression("attribute_not_exists(UsernameKey) OR UserId = :me")
+                        .key(USERNAME_KEY, s(&guard_key(&current.username)))
+                        .condition_expression(format!(
+                            "attribute_not_exists({USERNAME_KEY}) OR {USER_ID} = :me"
+                        ))
                         .expression_attribute_values(":me", s(id.as_str()))
                         .build()
                         .map_err(AppError::internal)?;
