@@ -16,5 +16,6 @@ mod queries;
 mod schema;
 mod subscriptions;
 mod tokens;
+mod websockets;
 mod writes;
 mod ws_client;

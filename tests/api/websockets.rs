@@ -1,0 +1,454 @@
+//! WebSockets hold to the rules an HTTP request does, and end when they should: a token
+//! that expires, a flood over one connection, messages over the limit, silence, protocol
+//! mistakes, reused ids, and the cost of fan-out.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use blog_graphql::{
+    config::{Config, LiveSettings},
+    domain::{Comment, CommentId, PostId, UserId},
+    storage::{CostRecorder, Storage},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    helpers::{
+        TestApp, black_hole, dynamodb_endpoint, fresh_tables, spawn_app_on, spawn_app_until,
+        test_config, test_settings,
+    },
+    subscriptions::{COMMENTS, SUBSCRIBED, live},
+    ws_client::{Client, open},
+};
+
+use crate::hardening::{Via, alive, codes_of, errors_via};
+
+#[tokio::test]
+async fn a_websocket_closes_when_its_token_expires() {
+    let (mut config, storage) = fresh_tables().await;
+    config.token_rules.leeway = Duration::ZERO;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    let short = app
+        .auth
+        .mint(&UserId::parse("u1").expect("id"), Duration::from_secs(2))
+        .expect("token");
+    let mut client = Client::connect(&app, Some(&short)).await;
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    // While the token holds, the connection writes as its user.
+    client
+        .subscribe(
+            "w",
+            "mutation { createPost(input: {title: \"t\", content: \"c\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let written = client
+        .event("w", Duration::from_secs(5))
+        .await
+        .expect("written");
+    assert!(written["data"]["createPost"]["id"].is_string(), "{written}");
+
+    // Then it expires: the socket closes with 4403, taking its subscription with it.
+    let started = Instant::now();
+    let mut closed = None;
+    while let Some(message) = client.receive(Duration::from_secs(5)).await {
+        if message["type"] == json!("close") {
+            closed = Some(message["code"].clone());
+            break;
+        }
+    }
+    assert_eq!(closed, Some(json!(4403)));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let posts = app.scan("posts").await.len();
+    assert_eq!(posts, 2, "one written while the token held");
+}
+
+/// A server over a DynamoDB that never answers, with subscriptions off.
+async fn hung_app(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let settings = test_settings(&black_hole().await);
+    let storage = Storage::connect(&settings).await.expect("client");
+    let mut config = test_config(settings);
+    configure(&mut config);
+    spawn_app_on(config, storage).await
+}
+
+/// Sends `count` queries at once over one connection, and collects each one's answer:
+/// the code of its error, and whether it was the protocol's `error` (refused before it
+/// ran) or a `next` (it ran).
+async fn flood(app: &TestApp, count: usize) -> Vec<(String, &'static str, String)> {
+    let mut client = Client::connect(app, None).await;
+    for i in 0..count {
+        client
+            .send(json!({ "id": format!("q{i}"), "type": "subscribe",
+                          "payload": { "query": "{ user(id: \"u1\") { id } }" } }))
+            .await;
+    }
+    let mut answers = Vec::new();
+    while answers.len() < count {
+        let message = client
+            .receive(Duration::from_secs(3))
+            .await
+            .expect("every operation is answered in time");
+        let (kind, error) = match message["type"].as_str() {
+            Some("error") => ("error", &message["payload"][0]),
+            Some("next") => ("next", &message["payload"]["errors"][0]),
+            _ => continue,
+        };
+        answers.push((
+            message["id"].as_str().unwrap_or_default().to_owned(),
+            kind,
+            error["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn operations_over_a_websocket_share_the_permits_and_the_timeout() {
+    let app = hung_app(|config| {
+        config.http.max_concurrent_requests = 2;
+        config.http.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let started = Instant::now();
+    let answers = flood(&app, 10).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let ran: Vec<_> = answers.iter().filter(|a| a.1 == "next").collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.1 == "error").collect();
+    // Two permits: two run, and time out; the others are refused at once.
+    assert_eq!(ran.len(), 2, "{answers:?}");
+    assert_eq!(refused.len(), 8, "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.2 == "SERVICE_UNAVAILABLE"),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_connection_runs_a_bounded_number_of_operations() {
+    let app = hung_app(|config| {
+        config.http.request_timeout = Duration::from_secs(1);
+        config.live.max_subscriptions_per_connection = 3;
+    })
+    .await;
+    let answers = flood(&app, 10).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.1 == "error" && a.2 == "BAD_USER_INPUT")
+        .collect();
+    assert_eq!(refused.len(), 7, "{answers:?}");
+}
+
+#[tokio::test]
+async fn a_websocket_message_is_capped_like_a_body() {
+    let (mut config, storage) = fresh_tables().await;
+    config.http.max_body_bytes = 64 * 1024;
+    let app = spawn_app_on(config, storage).await;
+    // Under the cap: answered.
+    let mut client = Client::connect(&app, None).await;
+    let padded = format!("{{ viewer {{ id }} }} #{}", "x".repeat(50_000));
+    client.subscribe("1", &padded, json!({})).await;
+    let answer = client
+        .event("1", Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(answer, json!({ "data": { "viewer": null } }));
+    let complete = client.receive(Duration::from_secs(5)).await;
+    assert_eq!(complete, Some(json!({ "type": "complete", "id": "1" })));
+    // Over it: the connection is dropped before the message is even whole.
+    let huge = format!("{{ viewer {{ id }} }} #{}", "x".repeat(200_000));
+    let message = json!({ "id": "2", "type": "subscribe", "payload": { "query": huge } });
+    // The server may hang up before the whole message is written.
+    let _ = client.ws.send(Message::text(message.to_string())).await;
+    let mut ended = false;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), client.ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                // When the close frame gets through, it says why: 1009, Message Too Big.
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1009));
+                ended = true;
+                break;
+            }
+            Ok(None | Some(Err(_))) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(Ok(message))) => panic!("answered: {message:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(ended, "the connection is closed");
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn idle_and_silent_websockets_are_closed() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = LiveSettings {
+        enabled: false,
+        max_connections: 2,
+        init_timeout: Duration::from_secs(1),
+        keepalive: Duration::from_secs(1),
+        ..live()
+    };
+    let app = spawn_app_on(config, storage).await;
+    // Two sockets that never say connection_init fill the server's slots...
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(open(&app, "graphql-transport-ws").await.expect("opens"));
+    }
+    assert!(open(&app, "graphql-transport-ws").await.is_err(), "full");
+    // ...for a second, then they are closed with 4408 and the slots are free again.
+    for mut ws in idle {
+        let mut code = None;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_secs(3), ws.next()).await
+        {
+            if let Message::Close(frame) = message {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+        }
+        assert_eq!(code, Some(4408));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = Client::connect(&app, None).await;
+    // A client that stops answering pings (it reads nothing) is let go too.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let closed = client.receive(Duration::from_secs(2)).await;
+    assert_eq!(closed, Some(json!({ "type": "close", "code": 1001 })));
+}
+
+#[tokio::test]
+async fn an_event_costs_dynamodb_the_same_for_one_subscriber_or_two_hundred() {
+    let settings = test_settings(dynamodb_endpoint());
+    let writer = Storage::connect(&settings).await.expect("storage");
+    writer.create_tables().await.expect("tables");
+    let recorder = Arc::new(CostRecorder::default());
+    let mut config = test_config(settings.clone());
+    config.live = live();
+    let served = Storage::connect(&settings).await.expect("storage");
+    let app = spawn_app_until(
+        config,
+        served.with_cost(recorder.clone()),
+        std::future::pending(),
+    )
+    .await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+
+    // Ten connections of twenty subscriptions each, to API.md's CommentAdded.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut client = Client::connect(&app, None).await;
+        for i in 0..20 {
+            let payload = json!({ "query": crate::helpers::OPERATIONS,
+                                  "operationName": "CommentAdded", "variables": { "postId": "p1" } });
+            client.subscribe_to(&format!("s{i}"), payload).await;
+        }
+        clients.push(client);
+    }
+    tokio::time::sleep(SUBSCRIBED * 3).await;
+    let before = recorder.report();
+    let comment = Comment {
+        id: CommentId::parse("c1").expect("id"),
+        post_id: PostId::parse("p1").expect("id"),
+        author_id: UserId::parse("u1").expect("id"),
+        content: "hello".into(),
+        created_at: crate::helpers::at(1),
+        updated_at: crate::helpers::at(1),
+        version: 1,
+    };
+    writer.add_comment(&comment, None).await.expect("written");
+    let mut delivered = 0;
+    for client in &mut clients {
+        for _ in 0..20 {
+            let message = client
+                .receive(Duration::from_secs(5))
+                .await
+                .expect("an event");
+            assert_eq!(
+                message["payload"]["data"]["commentAdded"]["author"],
+                json!({ "username": "alice" }),
+                "{message}"
+            );
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 200);
+    let after = recorder.report();
+    let requests = after.requests - before.requests;
+    println!(
+        "one event, 200 subscribers: {requests} DynamoDB requests ({:?})",
+        after.by_operation
+    );
+    assert!(
+        requests <= 2,
+        "{requests} requests for one event: {:?}",
+        after.by_operation
+    );
+}
+
+#[tokio::test]
+async fn connection_protocol_mistakes_close_with_the_protocols_codes() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    let close_code = |mut client: Client| async move {
+        loop {
+            match client.receive(Duration::from_secs(3)).await {
+                Some(message) if message["type"] == json!("close") => {
+                    return message["code"].clone();
+                }
+                Some(_) => continue,
+                None => return Value::Null,
+            }
+        }
+    };
+    // Subscribing before connection_init: 4401.
+    let ws = open(&app, "graphql-transport-ws").await.expect("opens");
+    let mut raw = Client { ws, legacy: false };
+    raw.send(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ viewer { id } }" } }),
+    )
+    .await;
+    assert_eq!(close_code(raw).await, json!(4401));
+    // A second connection_init: 4429.
+    let mut client = Client::connect(&app, None).await;
+    client.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(close_code(client).await, json!(4429));
+    // Two operations with one id: 4409.
+    let mut client = Client::connect(&app, None).await;
+    client
+        .subscribe("same", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    client
+        .subscribe("same", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    assert_eq!(close_code(client).await, json!(4409));
+    // Not JSON: 4400.
+    let mut client = Client::connect(&app, None).await;
+    client.ws.send(Message::text("{nope")).await.expect("sent");
+    assert_eq!(close_code(client).await, json!(4400));
+    // A ping is answered with a pong.
+    let mut client = Client::connect(&app, None).await;
+    client.send(json!({ "type": "ping" })).await;
+    assert_eq!(
+        client.receive(Duration::from_secs(3)).await,
+        Some(json!({ "type": "pong" }))
+    );
+}
+
+#[tokio::test]
+async fn operation_ids_can_be_reused_once_complete_and_stale_messages_are_dropped() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("u1", "alice").await;
+    app.add_post("p1", "u1", 0).await;
+    let mut client = Client::connect(&app, None).await;
+    // A query, then the same id again at once: each answered in full.
+    for _ in 0..3 {
+        client.subscribe("q", "{ viewer { id } }", json!({})).await;
+        assert_eq!(
+            client.event("q", Duration::from_secs(5)).await,
+            Some(json!({ "data": { "viewer": null } }))
+        );
+        assert_eq!(
+            client.receive(Duration::from_secs(5)).await,
+            Some(json!({ "type": "complete", "id": "q" }))
+        );
+    }
+    // A subscription completed by the client and started again under its id: the new
+    // one hears the next event, once, and nothing of the old one comes through.
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+    client.send(json!({ "type": "complete", "id": "s" })).await;
+    client
+        .subscribe("s", COMMENTS, json!({ "post": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+    app.add_comment("c1", "p1", "u1", 1).await;
+    let event = client
+        .event("s", Duration::from_secs(5))
+        .await
+        .expect("an event");
+    assert_eq!(event["data"]["commentAdded"]["id"], json!("c1"));
+    assert_eq!(
+        client.receive(Duration::from_millis(700)).await,
+        None,
+        "nothing else"
+    );
+}
+
+#[tokio::test]
+async fn the_subprotocol_the_server_answers_with_is_the_one_it_speaks() {
+    let app = crate::helpers::spawn_app().await;
+    // Offered in the legacy-first order: the server picks graphql-transport-ws, says so,
+    // and speaks it.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "{}/graphql",
+            app.url.replace("http", "ws")
+        ))
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-ws, graphql-transport-ws".parse().expect("header"),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("opens");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"graphql-transport-ws"[..])
+    );
+    let mut client = Client { ws, legacy: false };
+    client.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(
+        client.receive(Duration::from_secs(5)).await,
+        Some(json!({ "type": "connection_ack" }))
+    );
+    client.subscribe("1", "{ viewer { id } }", json!({})).await;
+    assert_eq!(
+        client.event("1", Duration::from_secs(5)).await,
+        Some(json!({ "data": { "viewer": null } }))
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_may_not_page_with_a_cursor() {
+    let (mut config, storage) = fresh_tables().await;
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    let errors = errors_via(
+        &app,
+        Via::WebSocket,
+        "subscription { commentAdded(postId: \"p1\") { post { comments(first: 5, after: \"x\") { nodes { id } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes_of(&errors), ["BAD_USER_INPUT"], "{errors:?}");
+}
