@@ -289,6 +289,13 @@ impl TestApp {
         self.send(request, token.as_deref()).await
     }
 
+    /// The smallest blog most tests start from: user `u1` (alice) and her post `p1`.
+    pub(crate) async fn alice_and_her_post(&self) -> (User, Post) {
+        let alice = self.add_user("u1", "alice").await;
+        let post = self.add_post("p1", "u1", 0).await;
+        (alice, post)
+    }
+
     pub(crate) async fn add_user(&self, id: &str, name: &str) -> User {
         let user = User {
             id: UserId::parse(id).expect("id"),

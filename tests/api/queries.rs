@@ -283,8 +283,7 @@ async fn unknown_ids_are_null_not_errors() {
 #[tokio::test]
 async fn a_comment_resolves_its_post_and_author() {
     let app = spawn_app().await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     app.add_comment("c1", "p1", "u1", 1).await;
     let body = app
         .query(
@@ -305,8 +304,7 @@ async fn a_comment_resolves_its_post_and_author() {
 #[tokio::test]
 async fn response_fields_come_in_the_order_the_query_asked_for_them() {
     let app = spawn_app().await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     app.add_comment("c1", "p1", "u1", 1).await;
     let query = "{ post(id: \"p1\") { author { username } id comments { nodes { post { id } author { username } id } } } }";
     let response = app

@@ -48,8 +48,7 @@ pub(crate) fn live() -> LiveSettings {
 async fn a_comment_written_through_one_instance_reaches_a_subscriber_on_another() {
     let apps = live_servers(2, live()).await;
     let (subscribed, writer) = (&apps[0], &apps[1]);
-    writer.add_user("u1", "alice").await;
-    writer.add_post("p1", "u1", 0).await;
+    writer.alice_and_her_post().await;
     writer.add_post("p2", "u1", 1).await;
 
     let mut client = Client::connect(subscribed, None).await;
@@ -129,8 +128,7 @@ async fn a_hundred_quick_comments_arrive_complete_and_in_order_and_a_slow_subscr
 {
     let apps = live_servers(1, live()).await;
     let app = &apps[0];
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     // The slow subscriber reads nothing until the end.
     let mut slow = Client::connect(app, None).await;
     slow.subscribe("s", COMMENTS, json!({ "post": "p1" })).await;
@@ -271,8 +269,7 @@ async fn tokens_ride_in_connection_init_and_a_bad_one_closes_with_4403() {
 async fn the_legacy_graphql_ws_protocol_works_too() {
     let apps = live_servers(1, live()).await;
     let app = &apps[0];
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let mut client = Client::connect_with(app, None, "graphql-ws").await;
     client
         .subscribe("1", COMMENTS, json!({ "post": "p1" }))
@@ -387,8 +384,7 @@ async fn create_tables_turns_on_the_stream_of_tables_made_without_one() {
     }
     config.live = live();
     let app = spawn_app_until(config, storage, std::future::pending()).await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let mut client = Client::connect(&app, None).await;
     client
         .subscribe("1", COMMENTS, json!({ "post": "p1" }))

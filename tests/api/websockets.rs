@@ -33,8 +33,7 @@ async fn a_websocket_closes_when_its_token_expires() {
     config.token_rules.leeway = Duration::ZERO;
     config.live = live();
     let app = spawn_app_until(config, storage, std::future::pending()).await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let short = app
         .auth
         .mint(&UserId::parse("u1").expect("id"), Duration::from_secs(2))
@@ -251,8 +250,7 @@ async fn an_event_costs_dynamodb_the_same_for_one_subscriber_or_two_hundred() {
         std::future::pending(),
     )
     .await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
 
     // Ten connections of twenty subscriptions each, to API.md's CommentAdded.
     let mut clients = Vec::new();
@@ -361,8 +359,7 @@ async fn operation_ids_can_be_reused_once_complete_and_stale_messages_are_droppe
     let (mut config, storage) = fresh_tables().await;
     config.live = live();
     let app = spawn_app_until(config, storage, std::future::pending()).await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let mut client = Client::connect(&app, None).await;
     // A query, then the same id again at once: each answered in full.
     for _ in 0..3 {

@@ -328,8 +328,7 @@ async fn usernames_are_unique_regardless_of_case_and_renames_free_the_old_name()
 #[tokio::test]
 async fn posts_and_comments_need_an_existing_author() {
     let app = spawn_app().await;
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let (body, _) = app
         .operation(
             "CreatePost",
@@ -354,8 +353,7 @@ async fn posts_and_comments_need_an_existing_author() {
 #[tokio::test]
 async fn fifty_concurrent_comments_on_one_post_are_all_counted() {
     let app = Arc::new(spawn_app().await);
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let writers = (0..50).map(|i| {
         let app = app.clone();
         tokio::spawn(async move {
@@ -447,8 +445,7 @@ async fn twenty_concurrent_sign_ups_for_one_username_make_one_user() {
 #[tokio::test]
 async fn two_concurrent_edits_at_one_version_make_one_success_and_one_conflict() {
     let app = Arc::new(spawn_app().await);
-    app.add_user("u1", "alice").await;
-    app.add_post("p1", "u1", 0).await;
+    app.alice_and_her_post().await;
     let edit = |title: &'static str| {
         let app = app.clone();
         tokio::spawn(async move {
