@@ -1,6 +1,10 @@
 //! `BatchGetItem` in chunks of 100 with `UnprocessedKeys` retried.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::Hash,
+    time::Duration,
+};
 
 use anyhow::anyhow;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
@@ -18,6 +22,26 @@ const BACKOFF_BASE: Duration = Duration::from_millis(20);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 impl Storage {
+    /// Items of `table` by the ids of its key `key`, decoded, each under the id it holds.
+    pub(crate) async fn by_id<'a, K, T>(
+        &self,
+        table: &str,
+        key: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+        decode: impl Fn(Item) -> anyhow::Result<T>,
+        id_of: impl Fn(&T) -> K,
+    ) -> Result<HashMap<K, T>, AppError>
+    where
+        K: Hash + Eq,
+    {
+        self.batch_get(table, key, ids)
+            .await?
+            .into_iter()
+            .map(|item| decode(item).map(|value| (id_of(&value), value)))
+            .collect::<anyhow::Result<_>>()
+            .map_err(AppError::internal)
+    }
+
     /// Reads the items of `table` whose `key` attribute is one of `ids`, strongly
     /// consistent. Duplicates are asked for once; chunks of 100 go out concurrently.
     pub(crate) async fn batch_get<'a>(

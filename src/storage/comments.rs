@@ -27,18 +27,11 @@ impl Storage {
         &self,
         ids: &[CommentId],
     ) -> Result<HashMap<CommentId, Comment>, AppError> {
-        let items = self
-            .batch_get(
-                &self.tables.comments,
-                KEY,
-                ids.iter().map(CommentId::as_str),
-            )
-            .await?;
-        items
-            .into_iter()
-            .map(|item| comment_from_item(item).map(|c| (c.id.clone(), c)))
-            .collect::<anyhow::Result<_>>()
-            .map_err(AppError::internal)
+        let ids = ids.iter().map(CommentId::as_str);
+        self.by_id(&self.tables.comments, KEY, ids, comment_from_item, |c| {
+            c.id.clone()
+        })
+        .await
     }
 
     /// A post's comments, oldest first (GSI `post_comments_index`, eventually consistent).

@@ -37,14 +37,11 @@ pub(crate) fn no_user(id: &UserId) -> AppError {
 impl Storage {
     /// Posts by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
     pub async fn posts_by_id(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
-        let items = self
-            .batch_get(&self.tables.posts, KEY, ids.iter().map(PostId::as_str))
-            .await?;
-        items
-            .into_iter()
-            .map(|item| post_from_item(item).map(|p| (p.id.clone(), p)))
-            .collect::<anyhow::Result<_>>()
-            .map_err(AppError::internal)
+        let ids = ids.iter().map(PostId::as_str);
+        self.by_id(&self.tables.posts, KEY, ids, post_from_item, |p| {
+            p.id.clone()
+        })
+        .await
     }
 
     /// A user's posts, newest first (GSI `user_posts_index`, eventually consistent).

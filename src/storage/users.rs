@@ -26,14 +26,11 @@ fn guard_key(username: &str) -> String {
 impl Storage {
     /// Users by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
     pub async fn users_by_id(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
-        let items = self
-            .batch_get(&self.tables.users, KEY, ids.iter().map(UserId::as_str))
-            .await?;
-        items
-            .into_iter()
-            .map(|item| user_from_item(item).map(|u| (u.id.clone(), u)))
-            .collect::<anyhow::Result<_>>()
-            .map_err(AppError::internal)
+        let ids = ids.iter().map(UserId::as_str);
+        self.by_id(&self.tables.users, KEY, ids, user_from_item, |u| {
+            u.id.clone()
+        })
+        .await
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, AppError> {
