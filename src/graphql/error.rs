@@ -16,20 +16,36 @@ use async_graphql::{
 
 use crate::error::{AppError, Entity, ErrorCode, Refusal, UNKNOWN_OUTCOME};
 
+/// A pure conversion: the client's message and code, with the error itself kept as the
+/// source, for [`log`] to find once the request is answered.
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
-        if let Some(source) = err.cause_to_log() {
-            tracing::error!(code = err.code().as_str(), error = ?source, "request failed");
-        }
         let code = err.code();
         let unknown = err.outcome_is_unknown();
-        async_graphql::Error::new(client_message(&err)).extend_with(|_, e| {
+        let mut error = async_graphql::Error::new(client_message(&err)).extend_with(|_, e| {
             e.set("code", code.as_str());
             if unknown {
                 // The change may have been made: a client must not assume it was not.
                 e.set("outcome", "UNKNOWN");
             }
-        })
+        });
+        error.source = Some(Arc::new(err));
+        error
+    }
+}
+
+/// Logs the internal cause of an answer's error, once however many fields (or
+/// subscribers) share it: a failed batch reaches every field that waited on it.
+fn log(error: &ServerError) {
+    let Some(err) = error
+        .source
+        .as_ref()
+        .and_then(|source| source.downcast_ref::<AppError>())
+    else {
+        return;
+    };
+    if let Some(cause) = err.cause_to_log() {
+        tracing::error!(code = err.code().as_str(), error = ?cause, "request failed");
     }
 }
 
@@ -107,6 +123,7 @@ fn words(refusal: &Refusal) -> String {
 pub fn refusal(err: AppError) -> ServerError {
     let mut error = async_graphql::Error::from(err).into_server_error(Default::default());
     error.locations.clear();
+    log(&error);
     error
 }
 
@@ -134,6 +151,7 @@ pub fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
 /// what it said, and the client gets a masked `INTERNAL_SERVER_ERROR`.
 fn coded_response(mut response: Response) -> Response {
     for error in &mut response.errors {
+        log(error);
         if error_code(error).is_none() {
             tracing::error!(message = %error.message, path = ?error.path, "an error without a code");
             error.message = "internal server error".to_owned();
