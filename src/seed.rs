@@ -70,7 +70,8 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
         })
         .collect();
     let existing = storage
-        .users_by_id(&[users[0].id.clone()])
+        .users()
+        .by_id(&[users[0].id.clone()])
         .await
         .map_err(|e| anyhow::anyhow!("reading the users table failed: {e:?}"))?;
     let posts: Vec<Post> = POSTS
@@ -99,13 +100,15 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
     }
     for user in &users {
         storage
-            .create_user(user, None)
+            .users()
+            .create(user, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing user {} failed: {e:?}", user.id))?;
     }
     for post in &posts {
         storage
-            .create_post(post, None)
+            .posts()
+            .create(post, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing post {} failed: {e:?}", post.id))?;
     }
@@ -121,7 +124,8 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
             version: 1,
         };
         storage
-            .add_comment(&comment, None)
+            .comments()
+            .add(&comment, None)
             .await
             .map_err(|e| anyhow::anyhow!("writing comment {} failed: {e:?}", comment.id))?;
     }

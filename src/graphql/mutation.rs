@@ -74,7 +74,7 @@ impl Mutation {
         let written = change(
             &loaders,
             claim.as_ref(),
-            loaders.storage().create_user(&user, claim.as_ref()),
+            loaders.storage().users().create(&user, claim.as_ref()),
         )
         .await?;
         match written {
@@ -101,7 +101,8 @@ impl Mutation {
             claim.as_ref(),
             loaders
                 .storage()
-                .update_user(&id, username, email, claim.as_ref()),
+                .users()
+                .update(&id, username, email, claim.as_ref()),
         )
         .await?;
         match written {
@@ -127,7 +128,7 @@ impl Mutation {
         let written = change(
             &loaders,
             claim.as_ref(),
-            loaders.storage().create_post(&post, claim.as_ref()),
+            loaders.storage().posts().create(&post, claim.as_ref()),
         )
         .await?;
         match written {
@@ -158,9 +159,14 @@ impl Mutation {
         let written = change(
             &loaders,
             claim.as_ref(),
-            loaders
-                .storage()
-                .update_post(&author, &id, title, content, expected, claim.as_ref()),
+            loaders.storage().posts().update(
+                &author,
+                &id,
+                title,
+                content,
+                expected,
+                claim.as_ref(),
+            ),
         )
         .await?;
         match written {
@@ -185,7 +191,8 @@ impl Mutation {
             claim.as_ref(),
             loaders
                 .storage()
-                .delete_post(&author, &post, claim.as_ref()),
+                .posts()
+                .delete(&author, &post, claim.as_ref()),
         )
         .await?;
         Ok(match written {
@@ -213,7 +220,8 @@ impl Mutation {
             claim.as_ref(),
             loaders
                 .storage()
-                .update_comment(&author, &id, content, expected, claim.as_ref()),
+                .comments()
+                .update(&author, &id, content, expected, claim.as_ref()),
         )
         .await?;
         match written {
@@ -234,7 +242,8 @@ impl Mutation {
             claim.as_ref(),
             loaders
                 .storage()
-                .delete_comment(&viewer_id, &comment, claim.as_ref()),
+                .comments()
+                .delete(&viewer_id, &comment, claim.as_ref()),
         )
         .await?;
         Ok(match written {
@@ -258,7 +267,7 @@ impl Mutation {
         let written = change(
             &loaders,
             claim.as_ref(),
-            loaders.storage().add_comment(&comment, claim.as_ref()),
+            loaders.storage().comments().add(&comment, claim.as_ref()),
         )
         .await?;
         match written {

@@ -169,7 +169,7 @@ impl Loaders {
         size: PageSize,
         after: Option<&PageKey>,
     ) -> Result<Page<User>, AppError> {
-        let page = self.storage.users_page(size, after).await?;
+        let page = self.storage.users().list(size, after).await?;
         let users: Vec<User> = page.items.iter().map(|(_, u)| u.clone()).collect();
         self.prime_users(users).await;
         Ok(page)
@@ -206,7 +206,7 @@ impl Loader<UserId> for Entities {
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
-        self.0.users_by_id(keys).await
+        self.0.users().by_id(keys).await
     }
 }
 
@@ -216,7 +216,7 @@ impl Loader<PostId> for Entities {
 
     async fn load(&self, keys: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
-        self.0.posts_by_id(keys).await
+        self.0.posts().by_id(keys).await
     }
 }
 
@@ -226,7 +226,7 @@ impl Loader<CommentId> for Entities {
 
     async fn load(&self, keys: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
-        self.0.comments_by_id(keys).await
+        self.0.comments().by_id(keys).await
     }
 }
 
@@ -261,7 +261,8 @@ impl Loader<PageRequest<UserId>> for Pages {
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0
-                .posts_of_user(&k.parent, k.size, k.after.as_ref())
+                .posts()
+                .of_user(&k.parent, k.size, k.after.as_ref())
                 .await
         })
         .await
@@ -279,7 +280,8 @@ impl Loader<PageRequest<PostId>> for Pages {
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0
-                .comments_of_post(&k.parent, k.size, k.after.as_ref())
+                .comments()
+                .of_post(&k.parent, k.size, k.after.as_ref())
                 .await
         })
         .await

@@ -23,7 +23,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 impl Storage {
     /// Items of `table` by the ids of its key `key`, decoded, each under the id it holds.
-    pub(crate) async fn by_id<'a, K, T>(
+    pub(crate) async fn items_by_id<'a, K, T>(
         &self,
         table: &str,
         key: &str,

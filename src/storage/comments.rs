@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, USER_ID};
 use super::{
-    List, Page, PageKey, Storage,
+    Comments, List, Page, PageKey,
     items::{comment_from_item, comment_to_item},
     pages::Source,
     posts::no_user,
@@ -21,21 +21,18 @@ use crate::{
 const KEY: &str = COMMENT_ID;
 const MAX_ATTEMPTS: usize = 5;
 
-impl Storage {
+impl Comments<'_> {
     /// Comments by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
-    pub async fn comments_by_id(
-        &self,
-        ids: &[CommentId],
-    ) -> Result<HashMap<CommentId, Comment>, AppError> {
+    pub async fn by_id(&self, ids: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
         let ids = ids.iter().map(CommentId::as_str);
-        self.by_id(&self.tables.comments, KEY, ids, comment_from_item, |c| {
+        self.items_by_id(&self.tables.comments, KEY, ids, comment_from_item, |c| {
             c.id.clone()
         })
         .await
     }
 
     /// A post's comments, oldest first (GSI `post_comments_index`, eventually consistent).
-    pub async fn comments_of_post(
+    pub async fn of_post(
         &self,
         post: &PostId,
         size: PageSize,
@@ -54,11 +51,7 @@ impl Storage {
     /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the
     /// condition that the post and the author exist: `NOT_FOUND` / `FORBIDDEN` (and
     /// nothing written) if not.
-    pub async fn add_comment(
-        &self,
-        comment: &Comment,
-        claim: Option<&Claim>,
-    ) -> Result<Written, AppError> {
+    pub async fn add(&self, comment: &Comment, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.comments)
             .set_item(Some(comment_to_item(comment).map_err(AppError::internal)?))
@@ -100,7 +93,7 @@ impl Storage {
     }
 
     /// Edits a comment: only its author, and at `expected_version` when given.
-    pub async fn update_comment(
+    pub async fn update(
         &self,
         author: &UserId,
         id: &CommentId,
@@ -130,7 +123,7 @@ impl Storage {
     /// Deletes a comment, as its author or as its post's author, and takes 1 from the
     /// post's `CommentCount` in the same transaction. Who may delete is a condition of
     /// the transaction itself, not only of the read that picks the way.
-    pub async fn delete_comment(
+    pub async fn delete(
         &self,
         viewer: &UserId,
         id: &CommentId,
@@ -143,7 +136,8 @@ impl Storage {
         let mut counted = true;
         for _ in 0..MAX_ATTEMPTS {
             let comment = self
-                .comments_by_id(std::slice::from_ref(id))
+                .comments()
+                .by_id(std::slice::from_ref(id))
                 .await?
                 .remove(id)
                 .ok_or_else(not_found)?;
@@ -245,7 +239,8 @@ impl Storage {
                 Transacted::Retry => {}
             }
             let post_now = self
-                .posts_by_id(std::slice::from_ref(&comment.post_id))
+                .posts()
+                .by_id(std::slice::from_ref(&comment.post_id))
                 .await?
                 .remove(&comment.post_id);
             match post_now {

@@ -48,6 +48,48 @@ pub struct Storage {
     cost: Option<Arc<CostRecorder>>,
 }
 
+/// A table's reads and writes, as a small type of its own over the shared storage:
+/// `storage.posts().by_id(…)`. It derefs to the storage for what all tables share
+/// (batches, pages, transactions, cost).
+macro_rules! table_handle {
+    ($(#[$doc:meta])* $name:ident, $method:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        pub struct $name<'a>(&'a Storage);
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = Storage;
+
+            fn deref(&self) -> &Storage {
+                self.0
+            }
+        }
+
+        impl Storage {
+            $(#[$doc])*
+            pub fn $method(&self) -> $name<'_> {
+                $name(self)
+            }
+        }
+    };
+}
+
+table_handle!(
+    /// The users table: users by id, the list of users, sign-ups and edits.
+    Users,
+    users
+);
+table_handle!(
+    /// The posts table: posts by id, a user's posts, and their writes.
+    Posts,
+    posts
+);
+table_handle!(
+    /// The comments table: comments by id, a post's comments, and their writes.
+    Comments,
+    comments
+);
+
 impl Storage {
     /// Builds a client from the standard AWS configuration chain, with `settings` on top.
     pub async fn connect(settings: &StorageSettings) -> anyhow::Result<Self> {

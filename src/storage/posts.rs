@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, TITLE, USER_ID};
 use super::{
-    List, Page, PageKey, Storage, classify_write,
+    List, Page, PageKey, Posts, Storage, classify_write,
     edits::why_not_author_edit,
     items::{Item, post_from_item, post_to_item},
     pages::Source,
@@ -34,18 +34,18 @@ pub(crate) fn no_user(id: &UserId) -> AppError {
     AppError::Refused(Refusal::NoSuchUser(id.to_string()))
 }
 
-impl Storage {
+impl Posts<'_> {
     /// Posts by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
-    pub async fn posts_by_id(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
+    pub async fn by_id(&self, ids: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
         let ids = ids.iter().map(PostId::as_str);
-        self.by_id(&self.tables.posts, KEY, ids, post_from_item, |p| {
+        self.items_by_id(&self.tables.posts, KEY, ids, post_from_item, |p| {
             p.id.clone()
         })
         .await
     }
 
     /// A user's posts, newest first (GSI `user_posts_index`, eventually consistent).
-    pub async fn posts_of_user(
+    pub async fn of_user(
         &self,
         user: &UserId,
         size: PageSize,
@@ -61,23 +61,8 @@ impl Storage {
         raw.try_map(post_from_item)
     }
 
-    /// A transaction item that holds only while `user` exists.
-    pub(crate) fn user_exists(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.tables.users)
-            .key(USER_ID, s(user.as_str()))
-            .condition_expression(format!("attribute_exists({USER_ID})"))
-            .build()
-            .map_err(AppError::internal)?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
     /// Writes a new post, on the condition that its author exists (`FORBIDDEN` if not).
-    pub async fn create_post(
-        &self,
-        post: &Post,
-        claim: Option<&Claim>,
-    ) -> Result<Written, AppError> {
+    pub async fn create(&self, post: &Post, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.posts)
             .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
@@ -105,7 +90,7 @@ impl Storage {
     }
 
     /// Edits a post: only its author, and at `expected_version` when given.
-    pub async fn update_post(
+    pub async fn update(
         &self,
         author: &UserId,
         id: &PostId,
@@ -145,7 +130,7 @@ impl Storage {
     /// consistent blog (a post with fewer comments, its count exact) and never a comment
     /// without its post. The post goes last, once no comment is left; if anything fails
     /// on the way, calling again carries on where it stopped.
-    pub async fn delete_post(
+    pub async fn delete(
         &self,
         author: &UserId,
         id: &PostId,
@@ -155,7 +140,7 @@ impl Storage {
             PageSize::parse(DELETE_STEP).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
         let mut empty_rounds = 0;
         for step in 0..MAX_DELETE_STEPS {
-            let Some(post) = self.posts_by_id(std::slice::from_ref(id)).await?.remove(id) else {
+            let Some(post) = self.by_id(std::slice::from_ref(id)).await?.remove(id) else {
                 // Gone: either it never was, or a concurrent call finished the job.
                 return if step == 0 {
                     Err(AppError::Refused(Refusal::Missing(
@@ -173,17 +158,14 @@ impl Storage {
                     delete: true,
                 }));
             }
-            let comments = self.comments_of_post(id, step_size, None).await?;
+            let comments = self.comments().of_post(id, step_size, None).await?;
             if comments.items.is_empty() {
                 empty_rounds += 1;
                 // The counter is trusted while the index may lag behind a new comment; but
                 // when the index has shown no comment for a second, the counter is what is
                 // wrong (a comment deleted by another program), and the post goes.
                 let trust_counter = empty_rounds <= TRUST_COUNTER_ROUNDS;
-                match self
-                    .delete_empty_post(author, id, trust_counter, claim)
-                    .await?
-                {
+                match self.delete_empty(author, id, trust_counter, claim).await? {
                     Some(written) => return Ok(written),
                     // The counter says comments remain that the index does not show yet.
                     None => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -234,7 +216,7 @@ impl Storage {
 
     /// Deletes a post that has no comments left. `None` when its counter says otherwise.
     /// One `DeleteItem`; under an idempotency key, a transaction with the key's record.
-    async fn delete_empty_post(
+    async fn delete_empty(
         &self,
         author: &UserId,
         id: &PostId,
@@ -335,5 +317,18 @@ impl Storage {
                 refused(failed.item())
             }
         }
+    }
+}
+
+impl Storage {
+    /// A transaction item that holds only while `user` exists.
+    pub(crate) fn user_exists(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.tables.users)
+            .key(USER_ID, s(user.as_str()))
+            .condition_expression(format!("attribute_exists({USER_ID})"))
+            .build()
+            .map_err(AppError::internal)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 }

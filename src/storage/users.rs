@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::attributes::{EMAIL, USER_ID, USERNAME, USERNAME_KEY};
 use super::{
-    List, Page, PageKey, Storage,
+    List, Page, PageKey, Users,
     items::{user_from_item, user_to_item},
     pages::Source,
     writes::{Claimed, OnCancel, Part, Transacted, Written, s},
@@ -23,22 +23,22 @@ fn guard_key(username: &str) -> String {
     username.to_lowercase()
 }
 
-impl Storage {
+impl Users<'_> {
     /// Users by id, in `BatchGetItem`s of at most 100 keys; unknown ids are absent.
-    pub async fn users_by_id(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+    pub async fn by_id(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
         let ids = ids.iter().map(UserId::as_str);
-        self.by_id(&self.tables.users, KEY, ids, user_from_item, |u| {
+        self.items_by_id(&self.tables.users, KEY, ids, user_from_item, |u| {
             u.id.clone()
         })
         .await
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, AppError> {
-        Ok(self.users_by_id(std::slice::from_ref(id)).await?.remove(id))
+        Ok(self.by_id(std::slice::from_ref(id)).await?.remove(id))
     }
 
     /// All users, a page at a time, in no promised order (a `Scan`).
-    pub async fn users_page(
+    pub async fn list(
         &self,
         size: PageSize,
         after: Option<&PageKey>,
@@ -67,11 +67,7 @@ impl Storage {
 
     /// Writes a new user and its username's guard in one transaction: `CONFLICT` when a
     /// user with that id exists already or the name (in any case) is taken.
-    pub async fn create_user(
-        &self,
-        user: &User,
-        claim: Option<&Claim>,
-    ) -> Result<Written, AppError> {
+    pub async fn create(&self, user: &User, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
@@ -101,7 +97,7 @@ impl Storage {
     /// Changes the user's username and/or email. A new name takes its guard and frees the
     /// old one in the same transaction, on the condition that the name did not change
     /// meanwhile (a concurrent rename makes us read again and retry).
-    pub async fn update_user(
+    pub async fn update(
         &self,
         id: &UserId,
         username: Option<Username>,

@@ -460,7 +460,8 @@ async fn stream_failures_in_a_burst_lose_no_event_and_repeat_none() {
             };
             faulty
                 .writer
-                .add_comment(&comment, None)
+                .comments()
+                .add(&comment, None)
                 .await
                 .expect("acknowledged");
             tokio::time::sleep(Duration::from_millis(15)).await;

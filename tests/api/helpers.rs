@@ -304,7 +304,8 @@ impl TestApp {
             created_at: Some(at(0)),
         };
         self.storage
-            .create_user(&user, None)
+            .users()
+            .create(&user, None)
             .await
             .expect("user written");
         user
@@ -323,7 +324,8 @@ impl TestApp {
             comment_count: 0,
         };
         self.storage
-            .create_post(&post, None)
+            .posts()
+            .create(&post, None)
             .await
             .expect("post written");
         post
@@ -346,7 +348,8 @@ impl TestApp {
             version: 1,
         };
         self.storage
-            .add_comment(&comment, None)
+            .comments()
+            .add(&comment, None)
             .await
             .expect("comment written");
         comment

@@ -274,7 +274,11 @@ async fn an_event_costs_dynamodb_the_same_for_one_subscriber_or_two_hundred() {
         updated_at: crate::helpers::at(1),
         version: 1,
     };
-    writer.add_comment(&comment, None).await.expect("written");
+    writer
+        .comments()
+        .add(&comment, None)
+        .await
+        .expect("written");
     let mut delivered = 0;
     for client in &mut clients {
         for _ in 0..20 {
