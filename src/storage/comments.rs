@@ -142,73 +142,7 @@ impl Comments<'_> {
                 .remove(id)
                 .ok_or_else(not_found)?;
             let as_author = &comment.author_id == viewer;
-            let post = s(comment.post_id.as_str());
-            let mut delete = Delete::builder()
-                .table_name(&self.tables.comments)
-                .key(KEY, s(id.as_str()))
-                .expression_attribute_values(":post", post.clone())
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            delete = if as_author {
-                delete
-                    .condition_expression(
-                        format!("attribute_exists({COMMENT_ID}) AND {POST_ID} = :post AND {USER_ID} = :viewer"),
-                    )
-                    .expression_attribute_values(":viewer", s(viewer.as_str()))
-            } else {
-                delete.condition_expression(format!(
-                    "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post"
-                ))
-            };
-            let mut items = vec![(
-                Part::Comment,
-                TransactWriteItem::builder()
-                    .delete(delete.build().map_err(AppError::internal)?)
-                    .build(),
-            )];
-            // The post item: its counter, and (for the post's author) who may delete.
-            let mut condition = vec![format!("attribute_exists({POST_ID})")];
-            if !as_author {
-                condition.push(format!("{USER_ID} = :viewer"));
-            }
-            let viewer_value = (!as_author).then(|| s(viewer.as_str()));
-            if counted {
-                condition.push(format!("{COMMENT_COUNT} > :zero"));
-                let mut update = Update::builder()
-                    .table_name(&self.tables.posts)
-                    .key(POST_ID, post)
-                    .update_expression(format!("ADD {COMMENT_COUNT} :minus"))
-                    .condition_expression(condition.join(" AND "))
-                    .expression_attribute_values(":minus", n(-1))
-                    .expression_attribute_values(":zero", n(0))
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    );
-                if let Some(value) = viewer_value {
-                    update = update.expression_attribute_values(":viewer", value);
-                }
-                let update = update.build().map_err(AppError::internal)?;
-                items.push((
-                    Part::Post,
-                    TransactWriteItem::builder().update(update).build(),
-                ));
-            } else if let Some(viewer_value) = viewer_value {
-                let check = ConditionCheck::builder()
-                    .table_name(&self.tables.posts)
-                    .key(POST_ID, post)
-                    .condition_expression(condition.join(" AND "))
-                    .expression_attribute_values(":viewer", viewer_value)
-                    .return_values_on_condition_check_failure(
-                        ReturnValuesOnConditionCheckFailure::AllOld,
-                    )
-                    .build()
-                    .map_err(AppError::internal)?;
-                items.push((
-                    Part::Post,
-                    TransactWriteItem::builder().condition_check(check).build(),
-                ));
-            }
+            let items = self.deletion(&comment, viewer, as_author, counted)?;
             let claimed = claim.map(|claim| Claimed {
                 claim,
                 result: id.as_str(),
@@ -252,5 +186,85 @@ impl Comments<'_> {
             }
         }
         Err(AppError::Refused(Refusal::Contended(Entity::Comment)))
+    }
+
+    /// The transaction that deletes `comment` for `viewer`: the comment, on the condition
+    /// that it is still on its post (and, for its author, still theirs); and the post,
+    /// whose counter goes down by one when `counted`, on the condition that it exists
+    /// (and, when the viewer deletes as the post's author, that it is still theirs).
+    fn deletion(
+        &self,
+        comment: &Comment,
+        viewer: &UserId,
+        as_author: bool,
+        counted: bool,
+    ) -> Result<Vec<(Part, TransactWriteItem)>, AppError> {
+        let id = &comment.id;
+        let post = s(comment.post_id.as_str());
+        let mut delete = Delete::builder()
+            .table_name(&self.tables.comments)
+            .key(KEY, s(id.as_str()))
+            .expression_attribute_values(":post", post.clone())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        delete = if as_author {
+            delete
+                .condition_expression(format!(
+                    "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post AND {USER_ID} = :viewer"
+                ))
+                .expression_attribute_values(":viewer", s(viewer.as_str()))
+        } else {
+            delete.condition_expression(format!(
+                "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post"
+            ))
+        };
+        let mut items = vec![(
+            Part::Comment,
+            TransactWriteItem::builder()
+                .delete(delete.build().map_err(AppError::internal)?)
+                .build(),
+        )];
+        // The post item: its counter, and (for the post's author) who may delete.
+        let mut condition = vec![format!("attribute_exists({POST_ID})")];
+        if !as_author {
+            condition.push(format!("{USER_ID} = :viewer"));
+        }
+        let viewer_value = (!as_author).then(|| s(viewer.as_str()));
+        if counted {
+            condition.push(format!("{COMMENT_COUNT} > :zero"));
+            let mut update = Update::builder()
+                .table_name(&self.tables.posts)
+                .key(POST_ID, post)
+                .update_expression(format!("ADD {COMMENT_COUNT} :minus"))
+                .condition_expression(condition.join(" AND "))
+                .expression_attribute_values(":minus", n(-1))
+                .expression_attribute_values(":zero", n(0))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if let Some(value) = viewer_value {
+                update = update.expression_attribute_values(":viewer", value);
+            }
+            let update = update.build().map_err(AppError::internal)?;
+            items.push((
+                Part::Post,
+                TransactWriteItem::builder().update(update).build(),
+            ));
+        } else if let Some(viewer_value) = viewer_value {
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables.posts)
+                .key(POST_ID, post)
+                .condition_expression(condition.join(" AND "))
+                .expression_attribute_values(":viewer", viewer_value)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(AppError::internal)?;
+            items.push((
+                Part::Post,
+                TransactWriteItem::builder().condition_check(check).build(),
+            ));
+        }
+        Ok(items)
     }
 }
