@@ -16,6 +16,7 @@ mod queries;
 mod schema;
 mod subscriptions;
 mod tokens;
+mod tools;
 mod websockets;
 mod writes;
 mod ws_client;
