@@ -32,6 +32,9 @@ pub(super) struct Jwks {
     cooldown: Duration,
     keys: RwLock<Option<(JwkSet, Instant)>>,
     fetch: std::sync::Mutex<Fetch>,
+    /// Whether the last fetch failed: a key we lack may then be one we could not fetch,
+    /// and the token is not known to be bad.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -58,6 +61,7 @@ impl Jwks {
             cooldown,
             keys: RwLock::new(None),
             fetch: std::sync::Mutex::new(Fetch::default()),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -105,6 +109,14 @@ impl Jwks {
                     {
                         return Err(AppError::unavailable(anyhow::anyhow!(
                             "no JWKS could be fetched from {}",
+                            self.url
+                        )));
+                    }
+                    // Rotated keys we could not fetch: the token is not known to be bad.
+                    None if self.failing.load(std::sync::atomic::Ordering::SeqCst) => {
+                        return Err(AppError::unavailable(anyhow::anyhow!(
+                            "a token's key is not among the cached ones, and fetching {} \
+                             failed",
                             self.url
                         )));
                     }
@@ -182,9 +194,15 @@ impl Jwks {
                 tracing::info!(keys = set.keys.len(), "fetched the JWKS");
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
                     Some((set, Instant::now()));
+                self.failing
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
             }
             // Keep serving with the keys we had.
-            Err(err) => tracing::error!(error = %err, "fetching the JWKS failed"),
+            Err(err) => {
+                tracing::error!(error = %err, "fetching the JWKS failed");
+                self.failing
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     }
 }

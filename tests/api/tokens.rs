@@ -411,4 +411,18 @@ async fn keys_that_cannot_be_fetched_are_unavailable_not_a_bad_token() {
     jwks.failing.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(viewer(&app, &token).await.0, 200);
+
+    // The provider rotates to a key the server could not fetch: with the old keys still
+    // cached, a token of the new key is not known to be bad either.
+    let rotated = es256_key("k2");
+    *jwks.keys.lock().expect("lock") = vec![rotated.jwk.clone()];
+    jwks.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let new_token = sign(&rotated, &claims("u1"));
+    let (status, body) = viewer(&app, &new_token).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(code(&body), Some("SERVICE_UNAVAILABLE"));
+    jwks.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(viewer(&app, &new_token).await.0, 200);
 }
