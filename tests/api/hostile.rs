@@ -193,6 +193,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
         query("fragment cycle", "{ viewer { ...A } } fragment A on User { ...B } fragment B on User { ...A }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
         query("Int overflow", "{ users(first: 99999999999) { nodes { id } } }".into(), 400, "BAD_USER_INPUT"),
         with_token(query("Int overflow in an input", "mutation { updatePost(id: \"p1\", input: {title: \"t\", expectedVersion: 99999999999}) { id } }".into(), 400, "BAD_USER_INPUT"), valid.clone()),
+        post("Int overflow in a variable's default", json!({ "query": "query($n: Int = 3000000000) { users(first: $n) { nodes { id } } }" }), 400, Some("BAD_USER_INPUT")),
+        with_token(post("Int overflow beside a variable", json!({ "query": "mutation($t: String!) { updatePost(id: \"p1\", input: {title: $t, expectedVersion: 99999999999}) { id } }", "variables": { "t": "x" } }), 400, Some("BAD_USER_INPUT")), valid.clone()),
         with_token(post("Int overflow in an input variable", json!({ "query": "mutation($i: UpdatePostInput!) { updatePost(id: \"p1\", input: $i) { id } }", "variables": { "i": { "title": "t", "expectedVersion": 99_999_999_999_i64 } } }), 400, Some("BAD_USER_INPUT")), valid.clone()),
         post("wrong variable type", json!({ "query": "query($f: Int) { users(first: $f) { nodes { id } } }", "variables": { "f": "ten" } }), 400, Some("GRAPHQL_VALIDATION_FAILED")),
         post("missing required variable", json!({ "query": "query($id: ID!) { user(id: $id) { id } }" }), 400, Some("BAD_USER_INPUT")),

@@ -271,17 +271,27 @@ impl<'a> Analyzer<'a> {
         directives.len() as u64
     }
 
-    /// Refuses an `Int` outside 32 bits written into an argument (variables are checked
-    /// with their values): async-graphql's validation lets it through, and execution
-    /// would fail the field rather than the request.
+    /// Refuses an `Int` outside 32 bits in an argument, written in the document or coming
+    /// from a variable's value or default (as execution resolves it): async-graphql's
+    /// validation lets it through, and execution would fail the field rather than the
+    /// request.
     fn literal_ints(&mut self, parent: &str, field: &'a Field) {
         let name = field.name.node.as_str();
         for (argument, value) in &field.arguments {
             let Some(ty) = self.types.argument(parent, name, argument.node.as_str()) else {
                 continue;
             };
-            // Literal values only: one that holds a variable is checked with its value.
-            let Ok(value) = value.node.clone().into_const_with(|_| Err(())) else {
+            let Ok(value) = value.node.clone().into_const_with(|name| {
+                let value = match self.variables.get(&name) {
+                    Some(value) => Some(value.clone()),
+                    None => self
+                        .defaults
+                        .get(name.as_str())
+                        .map(|value| (*value).clone()),
+                };
+                // A missing variable is the coercion's to report.
+                Ok::<_, ()>(value.unwrap_or(Value::Null))
+            }) else {
                 continue;
             };
             if !self.types.ints_fit(&ty.base, &value) {
