@@ -75,7 +75,7 @@ impl Default for HttpSettings {
 }
 
 /// Limits on what one GraphQL document may ask for (see `graphql::limits`). Defaults let
-/// every canonical operation of API.md through with room to spare (the costliest,
+/// every canonical operation of the API contract through with room to spare (the costliest,
 /// `UsersPage`, costs 801; `CommentAdded` 12).
 #[derive(Clone, Copy, Debug)]
 pub struct QueryLimits {

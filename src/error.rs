@@ -1,4 +1,5 @@
-//! One error type for the whole server, one variant per error code of the API contract.
+//! The contract's error codes, each with its HTTP status and close code, and the one
+//! error type of the whole server, which says what went wrong (`graphql::error` words it).
 //!
 //! `AppError` deliberately does not implement `Display`: async-graphql converts any
 //! `Display` type into a client-facing error with its text, so a stray `?` on an SDK
@@ -105,8 +106,14 @@ impl ErrorCode {
             Self::Unauthenticated | Self::Forbidden => 4403,
             // RFC 6455's "try again later": graphql-ws clients reconnect after it.
             Self::ServiceUnavailable => 1013,
-            Self::InternalServerError => 1011,
-            _ => 4400,
+            // graphql-transport-ws's own code for a server's failure.
+            Self::InternalServerError => 4500,
+            Self::GraphqlParseFailed
+            | Self::GraphqlValidationFailed
+            | Self::BadUserInput
+            | Self::NotFound
+            | Self::Conflict
+            | Self::QueryTooComplex => 4400,
         }
     }
 }
@@ -210,12 +217,8 @@ pub enum AppError {
     /// No bearer token where one is needed, or a token that is not valid; the message says
     /// what is wrong.
     Unauthenticated(String),
-    /// The viewer may not make this change; the message says why.
-    Forbidden(String),
     /// The user, post or comment named does not exist.
     NotFound(String),
-    /// The change clashes with the data as it is now; the message says how.
-    Conflict(String),
     /// The document is over a limit; the message gives the figure and the limit.
     QueryTooComplex(String),
     /// DynamoDB is unreachable, throttling, or slower than the timeouts allow.
@@ -255,9 +258,7 @@ impl AppError {
             Self::BadUserInput(_) => ErrorCode::BadUserInput,
             Self::Refused(refusal) => refusal.code(),
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::Conflict(_) => ErrorCode::Conflict,
             Self::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
             Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_) => ErrorCode::ServiceUnavailable,
             Self::Internal(_) => ErrorCode::InternalServerError,

@@ -10,7 +10,7 @@ pub mod cli;
 pub mod config;
 /// Users, posts, comments, their ids, and client inputs checked before any I/O.
 pub mod domain;
-/// The error type, one variant per error code of the API contract.
+/// The contract's error codes and the server's one error type.
 pub mod error;
 /// The GraphQL schema: roots, types, cursors, error codes.
 pub mod graphql;

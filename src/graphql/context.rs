@@ -84,7 +84,6 @@ impl Idempotency {
 }
 
 /// The request's idempotency key, checked, if it has one.
-/// The request's idempotency key, checked, if it has one.
 fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
     let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
     match request.extensions.get(IDEMPOTENCY_KEY) {

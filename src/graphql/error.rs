@@ -54,9 +54,7 @@ pub fn client_message(err: &AppError) -> String {
     match err {
         AppError::BadUserInput(m)
         | AppError::Unauthenticated(m)
-        | AppError::Forbidden(m)
         | AppError::NotFound(m)
-        | AppError::Conflict(m)
         | AppError::QueryTooComplex(m) => m.clone(),
         AppError::Refused(refusal) => words(refusal),
         AppError::ServiceUnavailable(_) => {
@@ -78,8 +76,11 @@ fn entity(entity: Entity) -> &'static str {
 /// A refusal in the API's words: its mutations and their arguments.
 fn words(refusal: &Refusal) -> String {
     match refusal {
-        Refusal::Missing(Entity::User, id) | Refusal::NoSuchUser(id) => {
+        Refusal::Missing(Entity::User, id) => {
             format!("there is no user {id:?}; create it with createUser first")
+        }
+        Refusal::NoSuchUser(id) => {
+            format!("there is no user {id:?}: create it with createUser first")
         }
         Refusal::Missing(what, id) => format!("{} {id:?} does not exist", entity(*what)),
         Refusal::Exists(Entity::User, id) => format!("a user with id {id:?} exists already"),

@@ -49,8 +49,7 @@ impl Comments<'_> {
     }
 
     /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the
-    /// condition that the post and the author exist: `NOT_FOUND` / `FORBIDDEN` (and
-    /// nothing written) if not.
+    /// condition that the post and the author exist: refused (and nothing written) if not.
     pub async fn add(&self, comment: &Comment, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.comments)

@@ -6,13 +6,13 @@ use aws_sdk_dynamodb::types::ConsumedCapacity;
 use serde::Serialize;
 
 /// Collects the DynamoDB requests of one client request. Shared by the request's
-/// loaders and mutations; a plain mutex is enough, as it is held for a map update only.
+/// reads and writes; a plain mutex is enough, as it is held for a map update only.
 #[derive(Debug, Default)]
 pub struct CostRecorder {
     inner: Mutex<CostReport>,
 }
 
-/// The figures a client sees in `extensions.dynamodb` when it sends `x-dynamodb-cost: 1`.
+/// The figures of one client request's DynamoDB cost, for the client that asks for them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CostReport {

@@ -20,8 +20,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 const VERSION: u64 = 1;
 /// Far above any real cursor, far below what could cost anything to decode.
 const MAX_CURSOR_LEN: usize = 4096;
-/// Longest string value a position may hold (DynamoDB's limit for a sort key).
-const MAX_VALUE_LEN: usize = 1024;
+/// Longest string value a position may hold (DynamoDB's limit for a partition key).
+const MAX_VALUE_LEN: usize = 2048;
 
 /// A list clients page through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -26,7 +26,7 @@ impl Storage {
     /// adds 1 to `Version` (items written by Da Vinci count as version 1), all on the
     /// condition that the item exists, `UserId` is `author`, and the version is
     /// `expected_version` when given. When a condition fails, the item as it was tells
-    /// which one: `NOT_FOUND`, `FORBIDDEN` or `CONFLICT`.
+    /// which one: missing, not the author's, or at another version.
     ///
     /// One `UpdateItem`; under an idempotency key, a transaction with the key's record
     /// instead (and a read of the edited item, which a transaction does not return).

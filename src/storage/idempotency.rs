@@ -3,7 +3,7 @@
 //! exactly when the change does.
 //!
 //! One record per (user, key) holds the request's fingerprint and, per change of the
-//! request (a request may hold several mutations), the id it made or touched. A change
+//! request (a request may make several changes), the id it made or touched. A change
 //! writes its result on the condition that the record is new (or expired), or is the same
 //! request's and does not hold this change yet. So a retry of the request finds its result
 //! and gets it back; two copies of it racing with one key make one change; another request

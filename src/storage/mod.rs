@@ -106,7 +106,7 @@ impl Storage {
             )
             // Throttling and dropped connections are retried with jittered backoff, but
             // briefly: a client waiting on a DynamoDB that is down learns it in well under
-            // a second (SERVICE_UNAVAILABLE), and can retry itself.
+            // a second (unavailable), and can retry itself.
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(3)
@@ -185,7 +185,7 @@ impl Storage {
 }
 
 /// Sorts an SDK error: DynamoDB out of reach, throttling or failing on its side is
-/// `SERVICE_UNAVAILABLE`; anything else is a bug or a misconfiguration, `INTERNAL_SERVER_ERROR`.
+/// unavailable; anything else is a bug or a misconfiguration, internal.
 fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> AppError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

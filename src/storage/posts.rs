@@ -21,12 +21,12 @@ use crate::{
 };
 
 const KEY: &str = POST_ID;
-/// Comments deleted per transaction by `delete_post`: DynamoDB takes 100 items in one
+/// Comments deleted per transaction by `Posts::delete`: DynamoDB takes 100 items in one
 /// transaction, and one is the post's counter.
 const DELETE_STEP: i32 = 99;
-/// Steps of `delete_post` before it gives up (and a repeated call carries on).
+/// Steps of `Posts::delete` before it gives up (and a repeated call carries on).
 const MAX_DELETE_STEPS: usize = 200;
-/// Rounds (50 ms apart) in which `delete_post` waits for the index to show comments
+/// Rounds (50 ms apart) in which `Posts::delete` waits for the index to show comments
 /// that the post's counter says exist.
 const TRUST_COUNTER_ROUNDS: usize = 20;
 
@@ -61,7 +61,7 @@ impl Posts<'_> {
         raw.try_map(post_from_item)
     }
 
-    /// Writes a new post, on the condition that its author exists (`FORBIDDEN` if not).
+    /// Writes a new post, on the condition that its author exists (refused if not).
     pub async fn create(&self, post: &Post, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.posts)

@@ -65,8 +65,8 @@ impl Users<'_> {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Writes a new user and its username's guard in one transaction: `CONFLICT` when a
-    /// user with that id exists already or the name (in any case) is taken.
+    /// Writes a new user and its username's guard in one transaction: refused when a user
+    /// with that id exists already or the name (in any case) is taken.
     pub async fn create(&self, user: &User, claim: Option<&Claim>) -> Result<Written, AppError> {
         let put = Put::builder()
             .table_name(&self.tables.users)

@@ -60,15 +60,6 @@ pub(crate) struct Cancellations<'a> {
 }
 
 impl Cancellations<'_> {
-    /// The first item of `part`, with why it was cancelled.
-    fn of(&self, part: Part) -> Option<&Cancellation> {
-        self.parts
-            .iter()
-            .zip(self.reasons)
-            .find(|(each, _)| **each == part)
-            .map(|(_, reason)| reason)
-    }
-
     /// Whether the condition of an item of `part` failed.
     pub(crate) fn failed(&self, part: Part) -> bool {
         self.parts
@@ -77,11 +68,13 @@ impl Cancellations<'_> {
             .any(|(each, reason)| *each == part && reason.failed())
     }
 
-    /// The item of `part` as it was, when its condition failed.
+    /// The first item of `part` whose condition failed, as it was.
     pub(crate) fn old(&self, part: Part) -> Option<&Item> {
-        self.of(part)
-            .filter(|reason| reason.failed())
-            .and_then(|reason| reason.item.as_ref())
+        self.parts
+            .iter()
+            .zip(self.reasons)
+            .find(|(each, reason)| **each == part && reason.failed())
+            .and_then(|(_, reason)| reason.item.as_ref())
     }
 }
 

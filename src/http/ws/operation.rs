@@ -83,9 +83,8 @@ impl Operation {
         let request = match request {
             Ok(request) => request,
             Err(err) => {
-                self.error(Response::from_errors(vec![coded(
-                    crate::graphql::error::client_message(&err),
-                    err.code(),
+                self.error(Response::from_errors(vec![crate::graphql::error::refusal(
+                    err,
                 )]))
                 .await;
                 return;
