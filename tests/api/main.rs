@@ -1,6 +1,8 @@
 //! Integration tests: the server over a real DynamoDB Local, driven over HTTP.
 
+mod claims;
 mod clients;
+mod concurrency;
 mod cost;
 mod davinci;
 mod exactly_once;
@@ -9,6 +11,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod http;
+mod idempotency;
 mod mutations;
 mod properties;
 mod proxy;
@@ -20,3 +23,4 @@ mod tools;
 mod websockets;
 mod writes;
 mod ws_client;
+mod ws_protocol;
