@@ -79,21 +79,16 @@ impl Idempotency {
 
     /// The request's idempotency key, checked, if it has one.
     pub(super) fn key_of(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
-        idempotency_key(request)
-    }
-}
-
-/// The request's idempotency key, checked, if it has one.
-fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ServerError> {
-    let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
-    match request.extensions.get(IDEMPOTENCY_KEY) {
-        None => Ok(None),
-        Some(Value::String(key)) => IdempotencyKey::parse(key)
-            .map(Some)
-            .map_err(|err| invalid(err.to_string())),
-        Some(_) => Err(invalid(
-            "`extensions.idempotencyKey` must be a string".to_owned(),
-        )),
+        let invalid = |why: String| coded(why, ErrorCode::BadUserInput);
+        match request.extensions.get(IDEMPOTENCY_KEY) {
+            None => Ok(None),
+            Some(Value::String(key)) => IdempotencyKey::parse(key)
+                .map(Some)
+                .map_err(|err| invalid(err.to_string())),
+            Some(_) => Err(invalid(
+                "`extensions.idempotencyKey` must be a string".to_owned(),
+            )),
+        }
     }
 }
 

@@ -195,10 +195,7 @@ impl Mutation {
                 .delete(&author, &post, claim.as_ref()),
         )
         .await?;
-        Ok(match written {
-            Written::Applied(()) => ID(post.into_string()),
-            Written::Replayed(id) => ID(id),
-        })
+        Ok(deleted(written, post.into_string()))
     }
 
     /// Edits a comment; only its author may. `version` grows by one.
@@ -246,10 +243,7 @@ impl Mutation {
                 .delete(&viewer_id, &comment, claim.as_ref()),
         )
         .await?;
-        Ok(match written {
-            Written::Applied(()) => ID(comment.into_string()),
-            Written::Replayed(id) => ID(id),
-        })
+        Ok(deleted(written, comment.into_string()))
     }
 
     /// Adds a comment by the viewer; the post's `commentCount` grows by one in the same
@@ -298,6 +292,14 @@ async fn change<T>(
             _ => Err(err),
         },
         written => written,
+    }
+}
+
+/// The id a deletion answers with: the item's, or the one its key's first call deleted.
+fn deleted(written: Written, id: String) -> ID {
+    match written {
+        Written::Applied(()) => ID(id),
+        Written::Replayed(id) => ID(id),
     }
 }
 

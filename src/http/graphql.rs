@@ -280,7 +280,7 @@ async fn execute(
             async_graphql::Value::from_json(report).unwrap_or_default(),
         );
     }
-    let mut answer = match status {
+    match status {
         Some(status) => {
             let mut body = serde_json::to_value(&response).unwrap_or_default();
             if let Some(object) = body.as_object_mut() {
@@ -289,21 +289,7 @@ async fn execute(
             json_response(media, status, &body)
         }
         None => respond(media, response),
-    };
-    match answer.status() {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            answer
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-        }
-        StatusCode::SERVICE_UNAVAILABLE => {
-            answer
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        _ => {}
     }
-    answer
 }
 
 fn respond(media: MediaType, response: Response) -> axum::response::Response {
@@ -332,13 +318,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
 
 /// A request refused before it ran, answered with the status its error calls for.
 fn refused(media: MediaType, err: AppError) -> axum::response::Response {
-    let mut response = request_error(media, status_of(err.code()), err);
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    request_error(media, status_of(err.code()), err)
 }
 
 fn request_error(media: MediaType, status: StatusCode, err: AppError) -> axum::response::Response {
@@ -358,9 +338,20 @@ fn json_response(
     body: &serde_json::Value,
 ) -> axum::response::Response {
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media.as_str()),
     );
+    // What the status calls for, whichever way the answer came to it.
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
     response
 }

@@ -111,12 +111,7 @@ impl Comments<'_> {
                 claim,
             )
             .await?;
-        Ok(match written {
-            Written::Applied(item) => {
-                Written::Applied(comment_from_item(item).map_err(AppError::internal)?)
-            }
-            Written::Replayed(id) => Written::Replayed(id),
-        })
+        written.decode(comment_from_item)
     }
 
     /// Deletes a comment, as its author or as its post's author, and takes 1 from the

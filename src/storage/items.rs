@@ -218,11 +218,9 @@ mod tests {
         assert!(post_from_item(missing_title).is_err());
     }
 
-    #[test]
-    fn timestamps_round_trip_at_microseconds() {
-        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid");
-        assert_eq!(from_epoch(to_epoch(at)).expect("in range"), at);
-        let stored = post_to_item(&Post {
+    /// A post made and last changed at `at`.
+    fn post_at(at: DateTime<chrono::Utc>) -> Post {
+        Post {
             id: PostId::from_stored("p".into()),
             author_id: UserId::from_stored("u".into()),
             title: "t".into(),
@@ -231,8 +229,14 @@ mod tests {
             updated_at: at,
             version: 1,
             comment_count: 0,
-        })
-        .expect("encodes");
+        }
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_microseconds() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid");
+        assert_eq!(from_epoch(to_epoch(at)).expect("in range"), at);
+        let stored = post_to_item(&post_at(at)).expect("encodes");
         assert_eq!(
             stored["CreatedAt"],
             AttributeValue::N("1764000000.123456".into())
@@ -266,16 +270,7 @@ mod tests {
             names(user_to_item(&user).expect("encodes")),
             set(&[USER_ID, USERNAME, EMAIL, CREATED_AT])
         );
-        let post = Post {
-            id: PostId::from_stored("p".into()),
-            author_id: UserId::from_stored("u".into()),
-            title: "t".into(),
-            content: "c".into(),
-            created_at: at,
-            updated_at: at,
-            version: 1,
-            comment_count: 0,
-        };
+        let post = post_at(at);
         assert_eq!(
             names(post_to_item(&post).expect("encodes")),
             set(&[

@@ -117,12 +117,7 @@ impl Posts<'_> {
                 claim,
             )
             .await?;
-        Ok(match written {
-            Written::Applied(item) => {
-                Written::Applied(post_from_item(item).map_err(AppError::internal)?)
-            }
-            Written::Replayed(id) => Written::Replayed(id),
-        })
+        written.decode(post_from_item)
     }
 
     /// Deletes a post and its comments; only its author may. The comments go first, 99 to

@@ -88,6 +88,19 @@ pub enum Written<T = ()> {
     Replayed(String),
 }
 
+impl Written<Item> {
+    /// The applied change's item, decoded; a replayed id as it is.
+    pub(crate) fn decode<T>(
+        self,
+        decode: impl FnOnce(Item) -> anyhow::Result<T>,
+    ) -> Result<Written<T>, AppError> {
+        Ok(match self {
+            Self::Applied(item) => Written::Applied(decode(item).map_err(AppError::internal)?),
+            Self::Replayed(id) => Written::Replayed(id),
+        })
+    }
+}
+
 /// A change made under an idempotency key, and the id it makes or touches (what a retry
 /// with the key gets back).
 #[derive(Clone, Copy)]
