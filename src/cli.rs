@@ -36,6 +36,24 @@ pub enum Command {
     ExportSchema,
     /// Mint a development token (HS256, signed with JWT_SECRET) for a user id.
     Token(TokenArgs),
+    /// Recount the counters behind `commentCount` and `totalCount` (every post's, every
+    /// user's and the users', or one post's or user's), and repair the ones that drifted.
+    /// Safe to run while the API serves writes.
+    Recount(RecountArgs),
+}
+
+/// Flags of `recount`: which counters, in which tables.
+#[derive(Debug, Args)]
+pub struct RecountArgs {
+    /// Only this post's comment counter.
+    #[arg(long, conflicts_with = "user")]
+    pub post: Option<String>,
+    /// Only this user's post counter.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Which DynamoDB tables to use, and where they are.
+    #[command(flatten)]
+    pub dynamo: DynamoArgs,
 }
 
 /// Flags of `serve`: where to listen, how to verify tokens, which tables, and the limits.

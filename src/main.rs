@@ -8,9 +8,9 @@ use blog_graphql::{
     auth::Authenticator,
     cli::{Cli, Command},
     config::Config,
-    domain::UserId,
+    domain::{PostId, UserId},
     graphql, seed,
-    storage::Storage,
+    storage::{RecountScope, Storage},
     telemetry,
 };
 use clap::Parser;
@@ -61,6 +61,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::ExportSchema => print!("{}", graphql::sdl()),
+        Command::Recount(args) => {
+            let scope = match (args.post, args.user) {
+                (Some(post), _) => RecountScope::Post(
+                    PostId::parse(post).map_err(|e| anyhow::anyhow!("--post: {e}"))?,
+                ),
+                (None, Some(user)) => RecountScope::User(
+                    UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?,
+                ),
+                (None, None) => RecountScope::All,
+            };
+            let storage = Storage::connect(&args.dynamo.settings()).await?;
+            let done = storage
+                .recount(scope)
+                .await
+                .map_err(|e| anyhow::anyhow!("recounting failed: {e:?}"))?;
+            for repair in &done.repairs {
+                let was = repair.was.map_or("none".to_owned(), |was| was.to_string());
+                println!("repaired {}: {was} -> {}", repair.counter, repair.now);
+            }
+            println!(
+                "checked {} counters, repaired {}",
+                done.checked,
+                done.repairs.len()
+            );
+        }
         Command::Token(args) => {
             let user = UserId::parse(args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
             let secret = args

@@ -67,6 +67,7 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
             username: (*name).to_owned(),
             email: format!("{name}@example.com"),
             created_at: Some(start),
+            post_count: Some(0),
         })
         .collect();
     let existing = storage

@@ -13,6 +13,9 @@ pub struct User {
     pub email: String,
     /// `None` for users written by tools that do not record it (Da Vinci's `UserTable`).
     pub created_at: Option<DateTime<Utc>>,
+    /// How many posts the user has, kept with every post written; `None` for users
+    /// written by other programs until their posts are first counted.
+    pub post_count: Option<i64>,
 }
 
 /// A blog post, as the posts table holds it.
@@ -102,6 +105,7 @@ impl User {
             username: new.username.into_string(),
             email: new.email.into_string(),
             created_at: Some(now()),
+            post_count: Some(0),
         }
     }
 }

@@ -7,4 +7,12 @@ pub enum Event {
     CommentAdded(Comment),
     /// A post was created.
     PostAdded(Post),
+    /// A comment's content was edited: the comment after the edit.
+    CommentUpdated(Comment),
+    /// A comment was deleted: the comment as it was.
+    CommentDeleted(Comment),
+    /// A post's title or content was edited: the post after the edit.
+    PostUpdated(Post),
+    /// A post was deleted: the post as it was.
+    PostDeleted(Post),
 }

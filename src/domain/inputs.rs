@@ -178,15 +178,15 @@ impl PageSize {
     /// The largest page a client may ask for.
     pub const MAX: i32 = 100;
 
-    /// Checks a connection's `first` argument: 0 to 100.
-    pub fn parse(first: i32) -> Result<Self, InputError> {
+    /// Checks a connection's `first` or `last` argument (named `argument`): 0 to 100.
+    pub fn parse(first: i32, argument: &str) -> Result<Self, InputError> {
         u8::try_from(first)
             .ok()
             .filter(|n| i32::from(*n) <= Self::MAX)
             .map(Self)
             .ok_or_else(|| {
                 InputError::new(format!(
-                    "`first` must be between 0 and {} (got {first})",
+                    "`{argument}` must be between 0 and {} (got {first})",
                     Self::MAX
                 ))
             })
@@ -255,9 +255,9 @@ mod tests {
 
     #[test]
     fn page_sizes() {
-        assert_eq!(PageSize::parse(0).map(PageSize::get), Ok(0));
-        assert_eq!(PageSize::parse(100).map(PageSize::get), Ok(100));
-        assert!(PageSize::parse(101).is_err());
-        assert!(PageSize::parse(-1).is_err());
+        assert_eq!(PageSize::parse(0, "first").map(PageSize::get), Ok(0));
+        assert_eq!(PageSize::parse(100, "last").map(PageSize::get), Ok(100));
+        assert!(PageSize::parse(101, "first").is_err());
+        assert!(PageSize::parse(-1, "first").is_err());
     }
 }

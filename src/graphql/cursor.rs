@@ -4,25 +4,29 @@
 
 use crate::{
     error::AppError,
-    storage::{CursorError, List, PageKey},
+    storage::{CursorError, List, PageKey, TimeRange},
 };
 
-/// The position `after` names in the list `list` of `parent`.
+/// The position the cursor `text` (the argument `argument`) names in the list `list` of
+/// `parent`, under `range`.
 pub(super) fn decode(
     list: List,
     parent: &str,
-    after: Option<&str>,
+    range: &TimeRange,
+    text: Option<&str>,
+    argument: &str,
 ) -> Result<Option<PageKey>, AppError> {
-    let Some(after) = after else {
+    let Some(text) = text else {
         return Ok(None);
     };
-    list.position(parent, after).map(Some).map_err(|err| {
-        AppError::BadUserInput(
-            match err {
-                CursorError::Invalid => "`after` is not a valid cursor",
-                CursorError::OtherList => "`after` is a cursor of another list",
-            }
-            .to_owned(),
-        )
+    list.position(parent, range, text).map(Some).map_err(|err| {
+        AppError::BadUserInput(match err {
+            CursorError::Invalid => format!("`{argument}` is not a valid cursor"),
+            CursorError::OtherList => format!("`{argument}` is a cursor of another list"),
+            CursorError::OtherRange => format!(
+                "`{argument}` is a cursor of this list under another `createdAfter`/\
+                 `createdBefore` range; a cursor holds only with the range it came with"
+            ),
+        })
     })
 }

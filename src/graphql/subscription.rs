@@ -85,7 +85,8 @@ impl EventLoaders {
     }
 }
 
-/// The subscription root: new comments on a post, and new posts.
+/// The subscription root: comments and posts added, edited and deleted, by this server
+/// or by any other program writing the tables.
 pub struct Subscription;
 
 #[SubscriptionObject]
@@ -98,17 +99,37 @@ impl Subscription {
         post_id: ID,
     ) -> Result<impl Stream<Item = Result<Comment, async_graphql::Error>> + use<>> {
         let post = PostId::parse(post_id.0)?;
-        let events = events(ctx)?;
-        Ok(events.filter_map(move |event| {
-            let item = match event {
-                Ok(Event::CommentAdded(comment)) if comment.post_id == post => {
-                    Some(Ok(Comment(comment)))
-                }
-                Ok(_) => None,
-                Err(err) => Some(Err(err)),
-            };
-            std::future::ready(item)
-        }))
+        picked(ctx, move |event| match event {
+            Event::CommentAdded(comment) if comment.post_id == post => Some(Comment(comment)),
+            _ => None,
+        })
+    }
+
+    /// Each edit of a comment of the post: the comment after the edit.
+    async fn comment_updated(
+        &self,
+        ctx: &Context<'_>,
+        post_id: ID,
+    ) -> Result<impl Stream<Item = Result<Comment, async_graphql::Error>> + use<>> {
+        let post = PostId::parse(post_id.0)?;
+        picked(ctx, move |event| match event {
+            Event::CommentUpdated(comment) if comment.post_id == post => Some(Comment(comment)),
+            _ => None,
+        })
+    }
+
+    /// Each comment of the post deleted (one by one, or with its post): the comment as it
+    /// was.
+    async fn comment_deleted(
+        &self,
+        ctx: &Context<'_>,
+        post_id: ID,
+    ) -> Result<impl Stream<Item = Result<Comment, async_graphql::Error>> + use<>> {
+        let post = PostId::parse(post_id.0)?;
+        picked(ctx, move |event| match event {
+            Event::CommentDeleted(comment) if comment.post_id == post => Some(Comment(comment)),
+            _ => None,
+        })
     }
 
     /// Each new post, of one author or of everyone.
@@ -118,20 +139,59 @@ impl Subscription {
         author_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<Post, async_graphql::Error>> + use<>> {
         let author = author_id.map(|id| UserId::parse(id.0)).transpose()?;
-        let events = events(ctx)?;
-        Ok(events.filter_map(move |event| {
-            let item = match event {
-                Ok(Event::PostAdded(post))
-                    if author.as_ref().is_none_or(|a| &post.author_id == a) =>
-                {
-                    Some(Ok(Post(post)))
-                }
-                Ok(_) => None,
-                Err(err) => Some(Err(err)),
-            };
-            std::future::ready(item)
-        }))
+        picked(ctx, move |event| match event {
+            Event::PostAdded(post) if author.as_ref().is_none_or(|a| &post.author_id == a) => {
+                Some(Post(post))
+            }
+            _ => None,
+        })
     }
+
+    /// Each edit of the post's title or content: the post after the edit. A new or
+    /// deleted comment (which moves `commentCount`) is no edit.
+    async fn post_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Result<Post, async_graphql::Error>> + use<>> {
+        let id = PostId::parse(id.0)?;
+        picked(ctx, move |event| match event {
+            Event::PostUpdated(post) if post.id == id => Some(Post(post)),
+            _ => None,
+        })
+    }
+
+    /// Each post deleted, of one author or of everyone: the post as it was.
+    async fn post_deleted(
+        &self,
+        ctx: &Context<'_>,
+        author_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Post, async_graphql::Error>> + use<>> {
+        let author = author_id.map(|id| UserId::parse(id.0)).transpose()?;
+        picked(ctx, move |event| match event {
+            Event::PostDeleted(post) if author.as_ref().is_none_or(|a| &post.author_id == a) => {
+                Some(Post(post))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// The events `pick` keeps, as what it makes of them; errors of the feed pass through.
+fn picked<T, F>(
+    ctx: &Context<'_>,
+    pick: F,
+) -> Result<impl Stream<Item = Result<T, async_graphql::Error>> + use<T, F>>
+where
+    T: Send + 'static,
+    F: Fn(Event) -> Option<T> + Send + 'static,
+{
+    Ok(events(ctx)?.filter_map(move |event| {
+        std::future::ready(match event {
+            Ok(event) => pick(event).map(Ok),
+            Err(err) => Some(Err(err)),
+        })
+    }))
 }
 
 /// The instance's events for one subscription. It ends when the server shuts down, and

@@ -18,23 +18,21 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::try_join_all;
 
 use crate::{
-    domain::{Comment, CommentId, PageSize, Post, PostId, User, UserId},
+    domain::{Comment, CommentId, Post, PostId, User, UserId},
     error::AppError,
-    storage::{Page, PageKey, Storage},
+    storage::{Found, Page, Storage, Window},
 };
 
 /// Matches `BatchGetItem`'s limit, so each batch is one request.
 const MAX_BATCH: usize = 100;
 
-/// A page request: whose list, how many, after which position.
+/// A page request: whose list, which part of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PageRequest<P> {
     /// The id the list belongs to.
     pub parent: P,
-    /// How many items the page holds at most.
-    pub size: PageSize,
-    /// The position the page starts after; none for the first page.
-    pub after: Option<PageKey>,
+    /// Which items: how many, from where, which way, within which time range.
+    pub window: Window,
 }
 
 /// One request's DataLoaders: every id and every page it asks for, batched and cached.
@@ -129,6 +127,28 @@ impl Loaders {
         self.entities.load_one(id.clone()).await
     }
 
+    /// What each of `ids` names in any table (see [`Storage::nodes`]), in order, `None`
+    /// for an unknown id: batched with the request's other lookups of ids, and cached
+    /// for `user(id)`, `post(id)` and `comment(id)`.
+    pub async fn nodes(&self, ids: &[String]) -> Result<Vec<Option<Found>>, AppError> {
+        let keys: Vec<NodeId> = ids.iter().cloned().map(NodeId).collect();
+        let found = self.entities.load_many(keys.iter().cloned()).await?;
+        let mut users = Vec::new();
+        let mut posts = Vec::new();
+        let mut comments = Vec::new();
+        for node in found.values() {
+            match node {
+                Found::User(user) => users.push(user.clone()),
+                Found::Post(post) => posts.push(post.clone()),
+                Found::Comment(comment) => comments.push((comment.id.clone(), comment.clone())),
+            }
+        }
+        self.prime_users(users).await;
+        self.prime_posts(posts).await;
+        self.entities.feed_many(comments).await;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
     /// A page of a user's posts, newest first; its posts are cached for `post(id)`.
     pub async fn posts_of_user(
         &self,
@@ -164,12 +184,8 @@ impl Loaders {
     }
 
     /// A page of all users; its users are cached for `user(id)`.
-    pub async fn users(
-        &self,
-        size: PageSize,
-        after: Option<&PageKey>,
-    ) -> Result<Page<User>, AppError> {
-        let page = self.storage.users().list(size, after).await?;
+    pub async fn users(&self, window: &Window) -> Result<Page<User>, AppError> {
+        let page = self.storage.users().list(window).await?;
         let users: Vec<User> = page.items.iter().map(|(_, u)| u.clone()).collect();
         self.prime_users(users).await;
         Ok(page)
@@ -230,6 +246,26 @@ impl Loader<CommentId> for Entities {
     }
 }
 
+/// An id of any table, for `node(id)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl Loader<NodeId> for Entities {
+    type Value = Found;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[NodeId]) -> Result<HashMap<NodeId, Found>, AppError> {
+        // Three keys an id: one in each table.
+        self.1.spend((keys.len() * 3).div_ceil(MAX_BATCH))?;
+        let ids: Vec<String> = keys.iter().map(|key| key.0.clone()).collect();
+        let found = self.0.nodes(&ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|(id, node)| (NodeId(id), node))
+            .collect())
+    }
+}
+
 /// Loads pages of a GSI: one `Query` per distinct (parent, size, after), run concurrently.
 pub struct Pages(Storage, Budget);
 
@@ -260,10 +296,7 @@ impl Loader<PageRequest<UserId>> for Pages {
     ) -> Result<HashMap<PageRequest<UserId>, Self::Value>, AppError> {
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
-            self.0
-                .posts()
-                .of_user(&k.parent, k.size, k.after.as_ref())
-                .await
+            self.0.posts().of_user(&k.parent, &k.window).await
         })
         .await
     }
@@ -279,10 +312,7 @@ impl Loader<PageRequest<PostId>> for Pages {
     ) -> Result<HashMap<PageRequest<PostId>, Self::Value>, AppError> {
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
-            self.0
-                .comments()
-                .of_post(&k.parent, k.size, k.after.as_ref())
-                .await
+            self.0.comments().of_post(&k.parent, &k.window).await
         })
         .await
     }

@@ -26,6 +26,13 @@ pub(super) const UPDATED_AT: &str = "UpdatedAt";
 pub(super) const VERSION: &str = "Version";
 /// A post's number of comments.
 pub(super) const COMMENT_COUNT: &str = "CommentCount";
+/// A user's number of posts.
+pub(super) const POST_COUNT: &str = "PostCount";
+/// The number of users, on the users' counter item.
+pub(super) const USER_COUNT: &str = "UserCount";
+/// The key (in the usernames table) of the item counting the users: no username, folded
+/// or not, can start with `#`.
+pub(super) const USERS_COUNTER_KEY: &str = "#users";
 /// The idempotency table's key: a user's key for one change.
 pub(super) const CLAIM_KEY: &str = "ClaimKey";
 /// A digest of the request that claimed a key.

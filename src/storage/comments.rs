@@ -4,17 +4,18 @@ use aws_sdk_dynamodb::types::{
     ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, USER_ID};
+use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, POST_ID, USER_ID};
 use super::{
-    Comments, List, Page, PageKey,
+    Comments, List, Page,
     items::{comment_from_item, comment_to_item},
-    pages::Source,
+    pages::{Partition, Source, Window},
     posts::no_user,
+    range::TimeRange,
     tables::POST_COMMENTS_INDEX,
     writes::{Claimed, OnCancel, Part, Transacted, Written, n, s, string},
 };
 use crate::{
-    domain::{Claim, Comment, CommentContent, CommentId, PageSize, PostId, UserId},
+    domain::{Claim, Comment, CommentContent, CommentId, PostId, UserId},
     error::{AppError, Entity, Refusal},
 };
 
@@ -32,20 +33,35 @@ impl Comments<'_> {
     }
 
     /// A post's comments, oldest first (GSI `post_comments_index`, eventually consistent).
-    pub async fn of_post(
-        &self,
-        post: &PostId,
-        size: PageSize,
-        after: Option<&PageKey>,
-    ) -> Result<Page<Comment>, AppError> {
-        let source = Source::Index {
+    pub async fn of_post(&self, post: &PostId, window: &Window) -> Result<Page<Comment>, AppError> {
+        let raw = self
+            .page(
+                self.of_post_source(post, &window.range),
+                List::PostComments,
+                window,
+            )
+            .await?;
+        raw.try_map(comment_from_item)
+    }
+
+    /// How many items the list holds within `range`: `Select: COUNT` on the index.
+    pub async fn count_of_post(&self, post: &PostId, range: &TimeRange) -> Result<i64, AppError> {
+        self.count(self.of_post_source(post, range)).await
+    }
+
+    pub(crate) fn of_post_source<'a>(
+        &'a self,
+        post: &'a PostId,
+        range: &'a TimeRange,
+    ) -> Source<'a> {
+        Source::Index(Partition {
             table: &self.tables.comments,
             index: POST_COMMENTS_INDEX,
             partition: (POST_ID, post.as_str()),
+            sort: CREATED_AT,
             newest_first: false,
-        };
-        let raw = self.page(source, List::PostComments, size, after).await?;
-        raw.try_map(comment_from_item)
+            range,
+        })
     }
 
     /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the

@@ -5,15 +5,18 @@
 //! list's own key order, never the names or types of the attributes they come from;
 //! this module alone knows that order, and checks every cursor a client hands back.
 //!
-//! Version 1: base64url (no padding) of the JSON array `[1, list, parent, values…]`, where
-//! `list` is `"u"`, `"p"` or `"c"`, `parent` the id the list belongs to (`""` for all
-//! users), and each value a string. Anything else, older cursors included, is refused.
+//! Version 1: base64url (no padding) of the JSON array `[1, list, scope, values…]`, where
+//! `list` is `"u"`, `"p"` or `"c"`, `scope` the id the list belongs to (`""` for all
+//! users) or, for a page of a time range, `[id, after, before]` (each bound the stored
+//! number, or null), and each value a string. Anything else, older cursors included, is
+//! refused.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::Value;
 
 use super::attributes::{COMMENT_ID, CREATED_AT, POST_ID, USER_ID};
 use super::items::Item;
+use super::range::TimeRange;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// The version of the cursors this server writes.
@@ -61,8 +64,13 @@ impl List {
         }
     }
 
-    /// The position a client's cursor names in this list of `parent`.
-    pub fn position(self, parent: &str, cursor: &str) -> Result<PageKey, CursorError> {
+    /// The position a client's cursor names in this list of `parent`, under `range`.
+    pub fn position(
+        self,
+        parent: &str,
+        range: &TimeRange,
+        cursor: &str,
+    ) -> Result<PageKey, CursorError> {
         if cursor.len() > MAX_CURSOR_LEN {
             return Err(CursorError::Invalid);
         }
@@ -73,18 +81,38 @@ impl List {
             return Err(CursorError::Invalid);
         };
         let text = |value: &Value| value.as_str().map(str::to_owned);
-        let (Some(version), Some(tag), Some(owner)) = (
+        let (Some(version), Some(tag), Some(scope)) = (
             parts.first().and_then(Value::as_u64),
             parts.get(1).and_then(text),
-            parts.get(2).and_then(text),
+            parts.get(2),
         ) else {
             return Err(CursorError::Invalid);
         };
         if version != VERSION {
             return Err(CursorError::Invalid);
         }
+        let (owner, bounds) = match scope {
+            Value::String(owner) => (owner.as_str(), None),
+            Value::Array(scope) => match scope.as_slice() {
+                [Value::String(owner), after, before] => (owner.as_str(), Some((after, before))),
+                _ => return Err(CursorError::Invalid),
+            },
+            _ => return Err(CursorError::Invalid),
+        };
         if tag != self.tag() || owner != parent {
             return Err(CursorError::OtherList);
+        }
+        let bound = |value: Option<&str>| value.map_or(Value::Null, Value::from);
+        let same_range = match bounds {
+            None => range.is_everything(),
+            Some((after, before)) => {
+                !range.is_everything()
+                    && *after == bound(range.after())
+                    && *before == bound(range.before())
+            }
+        };
+        if !same_range {
+            return Err(CursorError::OtherRange);
         }
         let values = parts[3..]
             .iter()
@@ -118,6 +146,8 @@ pub enum CursorError {
     Invalid,
     /// A cursor of another list, or of the same list of another parent.
     OtherList,
+    /// A cursor of the same list under another time range (or under none).
+    OtherRange,
 }
 
 /// A position in a list: the key values of an item, in the list's key order.
@@ -165,13 +195,19 @@ impl PageKey {
             .collect()
     }
 
-    /// The cursor that names this position in the list of `parent`.
-    pub fn cursor(&self, parent: &str) -> String {
-        let mut parts = vec![
-            Value::from(VERSION),
-            Value::from(self.list.tag()),
-            Value::from(parent),
-        ];
+    /// The cursor that names this position in the list of `parent`, under `range`.
+    pub fn cursor(&self, parent: &str, range: &TimeRange) -> String {
+        let scope = if range.is_everything() {
+            Value::from(parent)
+        } else {
+            let bound = |value: Option<&str>| value.map_or(Value::Null, Value::from);
+            Value::Array(vec![
+                Value::from(parent),
+                bound(range.after()),
+                bound(range.before()),
+            ])
+        };
+        let mut parts = vec![Value::from(VERSION), Value::from(self.list.tag()), scope];
         parts.extend(self.values.iter().map(|value| Value::from(value.as_str())));
         URL_SAFE_NO_PAD.encode(Value::Array(parts).to_string())
     }
@@ -218,32 +254,35 @@ mod tests {
     #[test]
     fn a_cursor_names_its_position_and_no_attribute() {
         let key = post("u", "1.5");
-        let cursor = key.cursor("u");
+        let cursor = key.cursor("u", &TimeRange::default());
         let text =
             String::from_utf8(URL_SAFE_NO_PAD.decode(&cursor).expect("base64")).expect("text");
         assert_eq!(text, r#"[1,"p","u","p","u","1.5"]"#);
         for name in ["PostId", "UserId", "CreatedAt", "\"S\"", "\"N\""] {
             assert!(!text.contains(name), "{text}");
         }
-        assert_eq!(List::UserPosts.position("u", &cursor), Ok(key.clone()));
+        assert_eq!(
+            List::UserPosts.position("u", &TimeRange::default(), &cursor),
+            Ok(key.clone())
+        );
         assert_eq!(key.to_item()["CreatedAt"], AttributeValue::N("1.5".into()));
     }
 
     #[test]
     fn cursors_belong_to_their_list_and_parent() {
-        let cursor = post("u", "1.5").cursor("u");
+        let cursor = post("u", "1.5").cursor("u", &TimeRange::default());
         assert_eq!(
-            List::PostComments.position("u", &cursor),
+            List::PostComments.position("u", &TimeRange::default(), &cursor),
             Err(CursorError::OtherList)
         );
         assert_eq!(
-            List::UserPosts.position("other", &cursor),
+            List::UserPosts.position("other", &TimeRange::default(), &cursor),
             Err(CursorError::OtherList)
         );
         // Claiming another parent than the position's own partition.
         let moved = forged(serde_json::json!([1, "p", "v", "p", "u", "1"]));
         assert_eq!(
-            List::UserPosts.position("v", &moved),
+            List::UserPosts.position("v", &TimeRange::default(), &moved),
             Err(CursorError::OtherList)
         );
     }
@@ -269,11 +308,44 @@ mod tests {
         }
         for cursor in bad {
             assert_eq!(
-                List::UserPosts.position("u", &cursor),
+                List::UserPosts.position("u", &TimeRange::default(), &cursor),
                 Err(CursorError::Invalid),
                 "{cursor}"
             );
         }
         assert!(is_plain_number("1735732802.5") && is_plain_number("-3"));
+    }
+
+    #[test]
+    fn a_cursor_holds_only_under_the_range_it_was_made_with() {
+        let march = TimeRange::new(
+            Some(chrono::DateTime::from_timestamp(1_772_323_200, 0).expect("time")),
+            None,
+        );
+        let april = TimeRange::new(
+            Some(chrono::DateTime::from_timestamp(1_775_001_600, 500_000_000).expect("time")),
+            None,
+        );
+        let everything = TimeRange::default();
+        let key = post("u", "1.5");
+        let ranged = key.cursor("u", &march);
+        let text =
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&ranged).expect("base64")).expect("text");
+        assert_eq!(text, r#"[1,"p",["u","1772323200",null],"p","u","1.5"]"#);
+        assert_eq!(
+            List::UserPosts.position("u", &march, &ranged),
+            Ok(key.clone())
+        );
+        for (range, cursor) in [
+            (&april, &ranged),
+            (&everything, &ranged),
+            (&march, &key.cursor("u", &everything)),
+        ] {
+            assert_eq!(
+                List::UserPosts.position("u", range, cursor),
+                Err(CursorError::OtherRange)
+            );
+        }
+        assert_eq!(april.after(), Some("1775001600.5"));
     }
 }

@@ -41,6 +41,9 @@ struct UserRecord {
     email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     created_at: Option<f64>,
+    // Ours: users written by Da Vinci lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    post_count: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +97,7 @@ pub(crate) fn user_from_item(item: Item) -> anyhow::Result<User> {
         username: r.username,
         email: r.email,
         created_at: r.created_at.map(from_epoch).transpose()?,
+        post_count: r.post_count,
     })
 }
 
@@ -103,6 +107,7 @@ pub(crate) fn user_to_item(user: &User) -> anyhow::Result<Item> {
         username: user.username.clone(),
         email: user.email.clone(),
         created_at: user.created_at.map(to_epoch),
+        post_count: user.post_count,
     })
 }
 
@@ -248,8 +253,8 @@ mod tests {
         use std::collections::BTreeSet;
 
         use crate::storage::attributes::{
-            COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, EMAIL, POST_ID, TITLE, UPDATED_AT,
-            USER_ID, USERNAME, VERSION,
+            COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, EMAIL, POST_COUNT, POST_ID, TITLE,
+            UPDATED_AT, USER_ID, USERNAME, VERSION,
         };
 
         let at = DateTime::from_timestamp_micros(1_764_000_000_000_000).expect("valid");
@@ -265,10 +270,11 @@ mod tests {
             username: "alice".into(),
             email: "a@example.com".into(),
             created_at: Some(at),
+            post_count: Some(0),
         };
         assert_eq!(
             names(user_to_item(&user).expect("encodes")),
-            set(&[USER_ID, USERNAME, EMAIL, CREATED_AT])
+            set(&[USER_ID, USERNAME, EMAIL, CREATED_AT, POST_COUNT])
         );
         let post = post_at(at);
         assert_eq!(

@@ -7,12 +7,15 @@ mod attributes;
 mod batch;
 mod comments;
 mod cost;
+mod counters;
 mod cursor;
 mod edits;
 mod idempotency;
 mod items;
 mod pages;
 mod posts;
+mod range;
+mod recount;
 mod streams;
 mod tables;
 mod users;
@@ -28,9 +31,12 @@ use aws_sdk_dynamodb::{
     types::ConsumedCapacity,
 };
 
+pub use batch::Found;
 pub use cost::{CostRecorder, CostReport};
 pub use cursor::{CursorError, List, PageKey};
-pub use pages::Page;
+pub use pages::{Page, Window};
+pub use range::TimeRange;
+pub use recount::{RecountScope, Recounted, Repair};
 pub use streams::{EventFeed, FEED_CAPACITY};
 pub use tables::Tables;
 pub use writes::Written;

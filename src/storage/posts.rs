@@ -1,18 +1,17 @@
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::types::{
-    ConditionCheck, Delete, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, POST_ID, TITLE, USER_ID};
+use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, POST_ID, TITLE, USER_ID};
 use super::{
-    List, Page, PageKey, Posts, Storage, classify_write,
+    List, Page, Posts, Storage,
     edits::why_not_author_edit,
-    items::{Item, post_from_item, post_to_item},
-    pages::Source,
+    items::{post_from_item, post_to_item},
+    pages::{Partition, Source, Window},
+    range::TimeRange,
     tables::USER_POSTS_INDEX,
-    write_once,
     writes::{Claimed, OnCancel, Part, Transacted, Written, n, number, s, string},
 };
 use crate::{
@@ -29,6 +28,8 @@ const MAX_DELETE_STEPS: usize = 200;
 /// Rounds (50 ms apart) in which `Posts::delete` waits for the index to show comments
 /// that the post's counter says exist.
 const TRUST_COUNTER_ROUNDS: usize = 20;
+/// Attempts at deleting a post while its author's post counter appears or goes.
+const MAX_COUNTER_ATTEMPTS: usize = 4;
 
 pub(crate) fn no_user(id: &UserId) -> AppError {
     AppError::Refused(Refusal::NoSuchUser(id.to_string()))
@@ -45,48 +46,77 @@ impl Posts<'_> {
     }
 
     /// A user's posts, newest first (GSI `user_posts_index`, eventually consistent).
-    pub async fn of_user(
-        &self,
-        user: &UserId,
-        size: PageSize,
-        after: Option<&PageKey>,
-    ) -> Result<Page<Post>, AppError> {
-        let source = Source::Index {
+    pub async fn of_user(&self, user: &UserId, window: &Window) -> Result<Page<Post>, AppError> {
+        let raw = self
+            .page(
+                self.of_user_source(user, &window.range),
+                List::UserPosts,
+                window,
+            )
+            .await?;
+        raw.try_map(post_from_item)
+    }
+
+    /// How many items the list holds within `range`: `Select: COUNT` on the index.
+    pub async fn count_of_user(&self, user: &UserId, range: &TimeRange) -> Result<i64, AppError> {
+        self.count(self.of_user_source(user, range)).await
+    }
+
+    pub(crate) fn of_user_source<'a>(
+        &'a self,
+        user: &'a UserId,
+        range: &'a TimeRange,
+    ) -> Source<'a> {
+        Source::Index(Partition {
             table: &self.tables.posts,
             index: USER_POSTS_INDEX,
             partition: (USER_ID, user.as_str()),
+            sort: CREATED_AT,
             newest_first: true,
-        };
-        let raw = self.page(source, List::UserPosts, size, after).await?;
-        raw.try_map(post_from_item)
+            range,
+        })
     }
 
     /// Writes a new post, on the condition that its author exists (refused if not).
     pub async fn create(&self, post: &Post, claim: Option<&Claim>) -> Result<Written, AppError> {
-        let put = Put::builder()
-            .table_name(&self.tables.posts)
-            .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
-            .condition_expression(format!("attribute_not_exists({POST_ID})"))
-            .build()
-            .map_err(AppError::internal)?;
-        let items = vec![
-            (Part::Post, TransactWriteItem::builder().put(put).build()),
-            (Part::Author, self.user_exists(&post.author_id)?),
-        ];
-        let claimed = claim.map(|claim| Claimed {
-            claim,
-            result: post.id.as_str(),
-        });
-        let done = self
-            .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons.failed(Part::Author) {
-                    no_user(&post.author_id)
-                } else {
-                    AppError::Refused(Refusal::Exists(Entity::Post, post.id.to_string()))
+        // Twice at most: the second time after counting the author's posts, when the
+        // first found no counter on the author's item (written by another program).
+        for _ in 0..2 {
+            let put = Put::builder()
+                .table_name(&self.tables.posts)
+                .set_item(Some(post_to_item(post).map_err(AppError::internal)?))
+                .condition_expression(format!("attribute_not_exists({POST_ID})"))
+                .build()
+                .map_err(AppError::internal)?;
+            let items = vec![
+                (Part::Post, TransactWriteItem::builder().put(put).build()),
+                (Part::Author, self.move_post_count(&post.author_id, 1)?),
+            ];
+            let claimed = claim.map(|claim| Claimed {
+                claim,
+                result: post.id.as_str(),
+            });
+            let done = self
+                .transact(items, claimed, |reasons| {
+                    if reasons.failed(Part::Post) {
+                        OnCancel::Fail(AppError::Refused(Refusal::Exists(
+                            Entity::Post,
+                            post.id.to_string(),
+                        )))
+                    } else if reasons.old(Part::Author).is_none() {
+                        OnCancel::Fail(no_user(&post.author_id))
+                    } else {
+                        OnCancel::Retry
+                    }
                 })
-            })
-            .await?;
-        Ok(done.written())
+                .await?;
+            match done {
+                Transacted::Applied => return Ok(Written::Applied(())),
+                Transacted::Replayed(id) => return Ok(Written::Replayed(id)),
+                Transacted::Retry => _ = self.users().count_posts(&post.author_id).await?,
+            }
+        }
+        Err(AppError::Refused(Refusal::Contended(Entity::User)))
     }
 
     /// Edits a post: only its author, and at `expected_version` when given.
@@ -131,8 +161,8 @@ impl Posts<'_> {
         id: &PostId,
         claim: Option<&Claim>,
     ) -> Result<Written, AppError> {
-        let step_size =
-            PageSize::parse(DELETE_STEP).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+        let step_size = PageSize::parse(DELETE_STEP, "first")
+            .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
         let mut empty_rounds = 0;
         for step in 0..MAX_DELETE_STEPS {
             let Some(post) = self.by_id(std::slice::from_ref(id)).await?.remove(id) else {
@@ -153,7 +183,10 @@ impl Posts<'_> {
                     delete: true,
                 }));
             }
-            let comments = self.comments().of_post(id, step_size, None).await?;
+            let comments = self
+                .comments()
+                .of_post(id, &Window::first(step_size))
+                .await?;
             if comments.items.is_empty() {
                 empty_rounds += 1;
                 // The counter is trusted while the index may lag behind a new comment; but
@@ -209,8 +242,9 @@ impl Posts<'_> {
         )))
     }
 
-    /// Deletes a post that has no comments left. `None` when its counter says otherwise.
-    /// One `DeleteItem`; under an idempotency key, a transaction with the key's record.
+    /// Deletes a post that has no comments left, and lowers its author's post counter in
+    /// the same transaction (or checks that the author has none). `None` when the post's
+    /// comment counter says comments remain.
     async fn delete_empty(
         &self,
         author: &UserId,
@@ -226,92 +260,72 @@ impl Posts<'_> {
             ));
             values.insert(":zero".to_owned(), n(0));
         }
-        // The post as it was, when the condition failed: whose it is, how many comments.
-        let refused =
-            |old: Option<&Item>| match old {
-                // Deleted meanwhile by a concurrent call: done all the same.
-                None => Ok(Some(Written::Applied(()))),
-                Some(old) if string(old, USER_ID) != Some(author.as_str()) => Err(
-                    why_not_author_edit(Entity::Post, id.as_str(), author, None, Some(old)),
-                ),
-                Some(old) => {
-                    tracing::debug!(count = ?number(old, COMMENT_COUNT), "post still has comments");
-                    Ok(None)
-                }
-            };
-        if let Some(claim) = claim {
+        let mut counted = true;
+        for _ in 0..MAX_COUNTER_ATTEMPTS {
             let delete = Delete::builder()
                 .table_name(&self.tables.posts)
                 .key(KEY, s(id.as_str()))
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
+                .condition_expression(condition.clone())
+                .set_expression_attribute_values(Some(values.clone()))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
                 .build()
                 .map_err(AppError::internal)?;
-            let items = vec![(
-                Part::Post,
-                TransactWriteItem::builder().delete(delete).build(),
-            )];
-            let claimed = Claimed {
+            let counter = if counted {
+                self.move_post_count(author, -1)?
+            } else {
+                self.no_post_count(author)?
+            };
+            let items = vec![
+                (
+                    Part::Post,
+                    TransactWriteItem::builder().delete(delete).build(),
+                ),
+                (Part::Author, counter),
+            ];
+            let claimed = claim.map(|claim| Claimed {
                 claim,
                 result: id.as_str(),
-            };
+            });
+            // The post as it was when its condition failed, if it did.
             let failed = std::sync::Mutex::new(None);
             let done = self
-                .transact(items, Some(claimed), |reasons| {
-                    if let Ok(mut failed) = failed.lock() {
+                .transact(items, claimed, |reasons| {
+                    if reasons.failed(Part::Post)
+                        && let Ok(mut failed) = failed.lock()
+                    {
                         *failed = Some(reasons.old(Part::Post).cloned());
                     }
                     OnCancel::Retry
                 })
                 .await?;
-            return match done {
-                Transacted::Applied => Ok(Some(Written::Applied(()))),
-                Transacted::Replayed(id) => Ok(Some(Written::Replayed(id))),
-                Transacted::Retry => {
-                    let old = failed.into_inner().ok().flatten().flatten();
-                    refused(old.as_ref())
+            match done {
+                Transacted::Applied => return Ok(Some(Written::Applied(()))),
+                Transacted::Replayed(id) => return Ok(Some(Written::Replayed(id))),
+                Transacted::Retry => {}
+            }
+            match failed.into_inner().ok().flatten() {
+                // Deleted meanwhile by a concurrent call: done all the same.
+                Some(None) => return Ok(Some(Written::Applied(()))),
+                Some(Some(old)) if string(&old, USER_ID) != Some(author.as_str()) => {
+                    return Err(why_not_author_edit(
+                        Entity::Post,
+                        id.as_str(),
+                        author,
+                        None,
+                        Some(&old),
+                    ));
                 }
-            };
-        }
-        let delete = self
-            .client
-            .delete_item()
-            .table_name(&self.tables.posts)
-            .key(KEY, s(id.as_str()))
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        let result = write_once(|| {
-            delete
-                .clone()
-                .customize()
-                .config_override(self.no_sdk_retries())
-                .send()
-        })
-        .await;
-        match result {
-            Ok(output) => {
-                self.record("DeleteItem", output.consumed_capacity.as_slice());
-                Ok(Some(Written::Applied(())))
-            }
-            Err(err) => {
-                self.record("DeleteItem", &[]);
-                let Some(failed) = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(f) => Some(f),
-                        _ => None,
-                    })
-                else {
-                    return Err(classify_write("DeleteItem", err, false));
-                };
-                refused(failed.item())
+                Some(Some(old)) => {
+                    tracing::debug!(count = ?number(&old, COMMENT_COUNT), "post still has comments");
+                    return Ok(None);
+                }
+                // The author's counter appeared or went (counted meanwhile): the other way.
+                None => counted = !counted,
             }
         }
+        Err(AppError::Refused(Refusal::Contended(Entity::User)))
     }
 }
 

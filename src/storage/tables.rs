@@ -187,12 +187,14 @@ async fn enable_ttl(client: &Client, name: &str, attribute: &str) -> anyhow::Res
 fn new_images() -> anyhow::Result<StreamSpecification> {
     Ok(StreamSpecification::builder()
         .stream_enabled(true)
-        .stream_view_type(StreamViewType::NewImage)
+        .stream_view_type(StreamViewType::NewAndOldImages)
         .build()?)
 }
 
 /// Turns on the stream of a table made without one (by Da Vinci, or by an older
-/// version of this server). A stream that exists must carry new images.
+/// version of this server), with new and old images. A stream of new images only (an
+/// older version's) is switched over: DynamoDB changes a stream's view only by turning it
+/// off and on again, as a new stream; writes in between reach no stream.
 async fn enable_stream(
     client: &Client,
     name: &str,
@@ -203,10 +205,38 @@ async fn enable_stream(
         .filter(|s| s.stream_enabled())
         .and_then(|s| s.stream_view_type());
     match current {
-        Some(StreamViewType::NewImage | StreamViewType::NewAndOldImages) => Ok(()),
+        Some(StreamViewType::NewAndOldImages) => Ok(()),
+        Some(StreamViewType::NewImage) => {
+            wait_active(client, name).await?;
+            client
+                .update_table()
+                .table_name(name)
+                .stream_specification(
+                    StreamSpecification::builder()
+                        .stream_enabled(false)
+                        .build()?,
+                )
+                .send()
+                .await
+                .with_context(|| format!("turning off the stream of {name}"))?;
+            wait_active(client, name).await?;
+            client
+                .update_table()
+                .table_name(name)
+                .stream_specification(new_images()?)
+                .send()
+                .await
+                .with_context(|| format!("turning the stream of {name} on again"))?;
+            tracing::warn!(
+                table = name,
+                "switched the table's stream to new and old images: writes made while it was \
+                 off reached no subscriber"
+            );
+            Ok(())
+        }
         Some(other) => bail!(
-            "table {name} has a stream of {other:?}; subscriptions need new images \
-             (NEW_IMAGE or NEW_AND_OLD_IMAGES)"
+            "table {name} has a stream of {other:?}; subscriptions need new and old images \
+             (NEW_AND_OLD_IMAGES); turn the stream off and run create-tables again"
         ),
         None => {
             wait_active(client, name).await?;

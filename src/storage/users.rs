@@ -4,13 +4,13 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::attributes::{EMAIL, USER_ID, USERNAME, USERNAME_KEY};
 use super::{
-    List, Page, PageKey, Users,
+    List, Page, Users,
     items::{user_from_item, user_to_item},
-    pages::Source,
+    pages::{Source, Window},
     writes::{Claimed, OnCancel, Part, Transacted, Written, s},
 };
 use crate::{
-    domain::{Claim, Email, PageSize, User, UserId, Username},
+    domain::{Claim, Email, User, UserId, Username},
     error::{AppError, Entity, Refusal},
 };
 
@@ -38,15 +38,11 @@ impl Users<'_> {
     }
 
     /// All users, a page at a time, in no promised order (a `Scan`).
-    pub async fn list(
-        &self,
-        size: PageSize,
-        after: Option<&PageKey>,
-    ) -> Result<Page<User>, AppError> {
+    pub async fn list(&self, window: &Window) -> Result<Page<User>, AppError> {
         let source = Source::Table {
             table: &self.tables.users,
         };
-        let raw = self.page(source, List::Users, size, after).await?;
+        let raw = self.page(source, List::Users, window).await?;
         raw.try_map(user_from_item)
     }
 
@@ -67,31 +63,50 @@ impl Users<'_> {
 
     /// Writes a new user and its username's guard in one transaction: refused when a user
     /// with that id exists already or the name (in any case) is taken.
+    /// The users' counter goes up by one in the same transaction.
     pub async fn create(&self, user: &User, claim: Option<&Claim>) -> Result<Written, AppError> {
-        let put = Put::builder()
-            .table_name(&self.tables.users)
-            .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
-            .condition_expression(format!("attribute_not_exists({USER_ID})"))
-            .build()
-            .map_err(AppError::internal)?;
-        let items = vec![
-            (Part::User, TransactWriteItem::builder().put(put).build()),
-            (Part::Guard, self.guard_put(&user.username, &user.id)?),
-        ];
-        let claimed = claim.map(|claim| Claimed {
-            claim,
-            result: user.id.as_str(),
-        });
-        let done = self
-            .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons.failed(Part::User) {
-                    AppError::Refused(Refusal::Exists(Entity::User, user.id.to_string()))
-                } else {
-                    AppError::Refused(Refusal::UsernameTaken(user.username.to_string()))
+        // Twice at most: the second time after counting the users, when the first found
+        // no counter to move.
+        for _ in 0..2 {
+            let put = Put::builder()
+                .table_name(&self.tables.users)
+                .set_item(Some(user_to_item(user).map_err(AppError::internal)?))
+                .condition_expression(format!("attribute_not_exists({USER_ID})"))
+                .build()
+                .map_err(AppError::internal)?;
+            let items = vec![
+                (Part::User, TransactWriteItem::builder().put(put).build()),
+                (Part::Guard, self.guard_put(&user.username, &user.id)?),
+                (Part::Counter, self.one_more_user()?),
+            ];
+            let claimed = claim.map(|claim| Claimed {
+                claim,
+                result: user.id.as_str(),
+            });
+            let done = self
+                .transact(items, claimed, |reasons| {
+                    if reasons.failed(Part::User) {
+                        OnCancel::Fail(AppError::Refused(Refusal::Exists(
+                            Entity::User,
+                            user.id.to_string(),
+                        )))
+                    } else if reasons.failed(Part::Guard) {
+                        OnCancel::Fail(AppError::Refused(Refusal::UsernameTaken(
+                            user.username.to_string(),
+                        )))
+                    } else {
+                        OnCancel::Retry
+                    }
                 })
-            })
-            .await?;
-        Ok(done.written())
+                .await?;
+            match done {
+                Transacted::Applied => return Ok(Written::Applied(())),
+                Transacted::Replayed(id) => return Ok(Written::Replayed(id)),
+                // No counter yet: count the users (this one is not written), then again.
+                Transacted::Retry => _ = self.count().await?,
+            }
+        }
+        Err(AppError::Refused(Refusal::Contended(Entity::User)))
     }
 
     /// Changes the user's username and/or email. A new name takes its guard and frees the

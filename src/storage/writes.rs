@@ -51,6 +51,8 @@ pub(crate) enum Part {
     Guard,
     /// The guard of a username given up, freed.
     FreedGuard,
+    /// The users' counter.
+    Counter,
 }
 
 /// Why DynamoDB cancelled a transaction, by part.

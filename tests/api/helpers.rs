@@ -302,6 +302,7 @@ impl TestApp {
             username: name.into(),
             email: format!("{name}@example.com"),
             created_at: Some(at(0)),
+            post_count: Some(0),
         };
         self.storage
             .users()

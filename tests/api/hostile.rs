@@ -187,7 +187,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
         query("invalid syntax", "{ users { nodes { id }".into(), 400, "GRAPHQL_PARSE_FAILED"),
         query("empty document", String::new(), 400, "GRAPHQL_PARSE_FAILED"),
         query("unknown field", "{ nope }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
-        query("unknown argument", "{ users(last: 5) { nodes { id } } }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
+        query("unknown argument", "{ users(top: 5) { nodes { id } } }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
         query("missing selection", "{ users }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
         query("undeclared variable", "{ user(id: $id) { id } }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),
         query("fragment cycle", "{ viewer { ...A } } fragment A on User { ...B } fragment B on User { ...A }".into(), 400, "GRAPHQL_VALIDATION_FAILED"),

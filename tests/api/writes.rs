@@ -213,10 +213,11 @@ async fn deleting_a_post_deletes_all_its_comments_in_steps() {
         .run(DELETE_POST, json!({ "id": "p1" }), Some(&app.token("u1")))
         .await;
     assert_eq!(body, json!({ "data": { "deletePost": "p1" } }));
+    // Three steps of comments, then the post with its author's post counter.
     assert_eq!(
         cost["byOperation"]["TransactWriteItems"],
-        json!(3),
-        "99 + 99 + 32 comments: {cost}"
+        json!(4),
+        "99 + 99 + 32 comments, then the post: {cost}"
     );
 
     let body = app
@@ -305,7 +306,8 @@ async fn usernames_are_unique_regardless_of_case_and_renames_free_the_old_name()
         .await;
     assert_eq!(code(&nobody), Some("NOT_FOUND"));
 
-    // Guard items: exactly one per user, holding the current names.
+    // Guard items: exactly one per user, holding the current names (beside the item
+    // counting the users).
     let client = crate::helpers::raw_client();
     let guards = client
         .scan()
@@ -320,7 +322,7 @@ async fn usernames_are_unique_regardless_of_case_and_renames_free_the_old_name()
         .map(|g| g["UsernameKey"].as_s().expect("key").clone())
         .collect();
     keys.sort();
-    assert_eq!(keys, ["alice", "alicia"]);
+    assert_eq!(keys, ["#users", "alice", "alicia"]);
 }
 
 #[tokio::test]

@@ -10,11 +10,11 @@ use async_graphql::{
 };
 
 use super::{
-    INTROSPECTION_LISTS, RECURSION_LIMIT,
+    INTROSPECTION_LISTS, RANGE_COUNT_COST, RECURSION_LIMIT,
     fields::{FieldTypes, is_connection, weight},
     too_complex,
 };
-use crate::graphql::{error::coded, types::DEFAULT_FIRST};
+use crate::graphql::{error::coded, types::connection::DEFAULT_PAGE_SIZE};
 use crate::{config::QueryLimits, domain::PageSize, error::ErrorCode};
 
 /// What a selection asks for, at a multiplier of 1.
@@ -156,9 +156,18 @@ impl<'a> Analyzer<'a> {
                     } else {
                         self.nested(&field.selection_set.node, child)
                     };
-                    let multiplier = self.first(field, child.is_some_and(is_connection));
-                    self.cursor |= field.get_argument("after").is_some();
-                    let own = weight(ty, name);
+                    let connection = child.is_some_and(is_connection);
+                    let multiplier = self.first(field, connection);
+                    self.cursor |= ["after", "before"]
+                        .iter()
+                        .any(|cursor| field.get_argument(cursor).is_some());
+                    let ranged = connection
+                        && ["createdAfter", "createdBefore"]
+                            .iter()
+                            .any(|bound| field.get_argument(bound).is_some());
+                    // A time range's `totalCount` is a count on the index: it may read the
+                    // whole range.
+                    let own = weight(ty, name) + if ranged { RANGE_COUNT_COST } else { 0 };
                     let key = field
                         .alias
                         .as_ref()
@@ -310,33 +319,43 @@ impl<'a> Analyzer<'a> {
         self.refusal.get_or_insert(error);
     }
 
-    /// How many times the selection below a field may appear: its `first`, clamped to
-    /// what the server accepts (a `first` out of range is the resolver's `BAD_USER_INPUT`,
-    /// not a cost).
+    /// How many times the selection below a field may appear: a connection's `first` or
+    /// `last`, or the number of `ids` a lookup of many takes, clamped to what the server
+    /// accepts (a number out of range is the resolver's `BAD_USER_INPUT`, not a cost).
     fn first(&self, field: &Field, connection: bool) -> u64 {
-        let argument = field.get_argument("first");
-        if argument.is_none() && !connection {
+        let resolved = |name: &str| {
+            field.get_argument(name).map(|value| {
+                value.node.clone().into_const_with(|name| {
+                    // As execution resolves it: the request's value, else the default.
+                    match self.variables.get(&name) {
+                        Some(value) => Ok(value.clone()),
+                        None => self
+                            .defaults
+                            .get(name.as_str())
+                            .map(|value| (*value).clone())
+                            .ok_or(()),
+                    }
+                })
+            })
+        };
+        let clamp = |n: i64| u64::try_from(n.clamp(0, i64::from(PageSize::MAX))).unwrap_or(0);
+        if let Some(ids) = resolved("ids") {
+            return match ids {
+                Ok(Value::List(ids)) => clamp(i64::try_from(ids.len()).unwrap_or(i64::MAX)),
+                _ => 1,
+            };
+        }
+        if !connection {
             return 1;
         }
-        let value = argument.map(|value| {
-            value.node.clone().into_const_with(|name| {
-                // As execution resolves it: the request's value, else the default.
-                match self.variables.get(&name) {
-                    Some(value) => Ok(value.clone()),
-                    None => self
-                        .defaults
-                        .get(name.as_str())
-                        .map(|value| (*value).clone())
-                        .ok_or(()),
-                }
-            })
-        });
-        let first = match value {
-            Some(Ok(Value::Number(n))) => n.as_i64().unwrap_or(0),
-            // Absent or null: the default page size.
-            _ => i64::from(DEFAULT_FIRST.unwrap_or(0)),
+        let count = |name: &str| match resolved(name) {
+            Some(Ok(Value::Number(n))) => Some(n.as_i64().unwrap_or(0)),
+            _ => None,
         };
-        u64::try_from(first.clamp(0, i64::from(PageSize::MAX))).unwrap_or(0)
+        match (count("first"), count("last")) {
+            (None, None) => clamp(i64::from(DEFAULT_PAGE_SIZE)),
+            (first, last) => clamp(first.unwrap_or(0).max(last.unwrap_or(0))),
+        }
     }
 }
 

@@ -44,6 +44,10 @@ pub use self::{
 /// selection sets, fragment spreads and inline fragments once it is (the parser and
 /// async-graphql's own walks recurse once per level).
 pub const RECURSION_LIMIT: usize = 64;
+/// What a connection with a time range adds to the cost: its `totalCount` is a count on
+/// the index, which reads the range (as many items as a hundred objects would be, at the
+/// least).
+const RANGE_COUNT_COST: u64 = 100;
 
 /// Introspection's lists of fields and types, which nest into each other: at most
 /// [`MAX_INTROSPECTION_LISTS`] levels of them, as graphql-js's `MaxIntrospectionDepthRule`

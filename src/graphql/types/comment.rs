@@ -11,7 +11,7 @@ pub(crate) struct Comment(pub domain::Comment);
 
 #[Object]
 impl Comment {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 

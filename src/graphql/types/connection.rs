@@ -1,37 +1,136 @@
+//! Relay connections: the arguments every list takes, and the page and count it answers.
+
 use async_graphql::{
-    OutputType,
+    Context, Object, OutputType,
     connection::{Connection, Edge},
 };
 
-use crate::{domain::PageSize, error::AppError, storage::Page};
+use super::DateTime;
+use crate::{
+    domain::{PageSize, PostId},
+    error::AppError,
+    graphql::{Result, context::loaders, cursor},
+    storage::{List, Page, TimeRange, Window},
+};
 
-/// What `first` is when a client leaves it out (or sends null).
-const DEFAULT_PAGE_SIZE: i32 = 20;
-/// The same, as the schema's default value of `first`.
-pub(crate) const DEFAULT_FIRST: Option<i32> = Some(DEFAULT_PAGE_SIZE);
+/// How many items a page holds when a client gives neither `first` nor `last`.
+pub(crate) const DEFAULT_PAGE_SIZE: i32 = 20;
 
-/// The `first` argument, checked: 0 to 100, never clamped.
-pub(crate) fn page_size(first: Option<i32>) -> Result<PageSize, AppError> {
-    Ok(PageSize::parse(first.unwrap_or(DEFAULT_PAGE_SIZE))?)
+/// The paging arguments of a connection, as the client sent them.
+#[derive(Default)]
+pub(crate) struct Paging {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+impl Paging {
+    /// The window of `list` (of `parent`, within `range`) these arguments ask for:
+    /// forward with `first`/`after`, backward with `last`/`before`, never both.
+    pub(crate) fn window(
+        self,
+        list: List,
+        parent: &str,
+        range: TimeRange,
+    ) -> Result<Window, AppError> {
+        let forward = self.first.is_some() || self.after.is_some();
+        let backward = self.last.is_some() || self.before.is_some();
+        if forward && backward {
+            return Err(AppError::BadUserInput(
+                "page forward with `first`/`after` or backward with `last`/`before`, not both \
+                 ways at once"
+                    .to_owned(),
+            ));
+        }
+        let (count, argument, cursor_text, cursor_name) = if backward {
+            (self.last, "last", self.before, "before")
+        } else {
+            (self.first, "first", self.after, "after")
+        };
+        let size = PageSize::parse(count.unwrap_or(DEFAULT_PAGE_SIZE), argument)?;
+        let from = cursor::decode(list, parent, &range, cursor_text.as_deref(), cursor_name)?;
+        Ok(Window {
+            size,
+            backward,
+            from,
+            range,
+        })
+    }
+}
+
+/// The `createdAfter`/`createdBefore` arguments as a range of the tables' times, which
+/// start in 1970 (epoch seconds).
+pub(crate) fn time_range(
+    after: Option<DateTime>,
+    before: Option<DateTime>,
+) -> Result<TimeRange, AppError> {
+    for (bound, name) in [(&after, "createdAfter"), (&before, "createdBefore")] {
+        if bound.as_ref().is_some_and(|at| at.0.timestamp() < 0) {
+            return Err(AppError::BadUserInput(format!(
+                "`{name}` is before 1970-01-01T00:00:00Z, the earliest time the tables hold"
+            )));
+        }
+    }
+    Ok(TimeRange::new(after.map(|at| at.0), before.map(|at| at.0)))
+}
+
+/// How a connection's `totalCount` is found: known already, or counted when asked for.
+pub(crate) enum Total {
+    /// A counter read with the list's parent (or nothing to count).
+    Known(i64),
+    /// A user's posts within a time range, or all of them when the user's item has no
+    /// counter yet (written by another program): counted, and the counter repaired.
+    UserPosts(crate::domain::UserId, TimeRange),
+    /// A post's comments within a time range: counted on the index.
+    PostComments(PostId, TimeRange),
+    /// All users: the users' counter.
+    Users,
+}
+
+#[Object]
+impl Total {
+    /// How many items the whole list holds (within its time range, when it has one),
+    /// however many pages it takes: exact, from counters kept with every write.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let count = match self {
+            Self::Known(count) => *count,
+            Self::UserPosts(user, range) => {
+                let storage = loaders(ctx)?.storage().clone();
+                if range.is_everything() {
+                    storage.users().count_posts(user).await?
+                } else {
+                    storage.posts().count_of_user(user, range).await?
+                }
+            }
+            Self::PostComments(post, range) => {
+                let storage = loaders(ctx)?.storage().clone();
+                storage.comments().count_of_post(post, range).await?
+            }
+            Self::Users => loaders(ctx)?.storage().users().count().await?,
+        };
+        Ok(i32::try_from(count.max(0)).unwrap_or(i32::MAX))
+    }
 }
 
 /// A Relay connection over a page: every edge's cursor is its item's position, so a
-/// client may resume after any edge, not only the last.
+/// client may resume from any edge, not only the last or the first.
 pub(crate) fn connection<T, N>(
     page: &Page<T>,
     parent: &str,
-    after_given: bool,
+    range: &TimeRange,
+    total: Total,
     node: impl Fn(&T) -> N,
-) -> Connection<String, N>
+) -> Connection<String, N, Total>
 where
     N: OutputType,
 {
-    // Paginating forward, there is a previous page exactly when we started after an item.
-    let mut connection = Connection::new(after_given, page.has_next_page);
+    let mut connection =
+        Connection::with_additional_fields(page.has_previous_page, page.has_next_page, total);
     connection.edges.extend(
         page.items
             .iter()
-            .map(|(key, item)| Edge::new(key.cursor(parent), node(item))),
+            .map(|(key, item)| Edge::new(key.cursor(parent, range), node(item))),
     );
     connection
 }

@@ -3,11 +3,12 @@
 mod comment;
 pub(crate) mod connection;
 mod datetime;
+mod node;
 mod post;
 mod user;
 
 pub(super) use comment::Comment;
-pub(super) use connection::{DEFAULT_FIRST, connection, page_size};
 pub(super) use datetime::DateTime;
+pub(super) use node::Node;
 pub(super) use post::Post;
 pub(super) use user::User;

@@ -1,13 +1,13 @@
 use crate::graphql::Result;
 use async_graphql::{Context, ID, Object, connection::Connection};
 
-use super::{Comment, DEFAULT_FIRST, DateTime, User, connection, page_size};
+use super::{
+    Comment, DateTime, User,
+    connection::{Paging, Total, connection, time_range},
+};
 use crate::{
     domain,
-    graphql::{
-        context::{loaders, nullable},
-        cursor,
-    },
+    graphql::context::{loaders, nullable},
     loaders::PageRequest,
     storage::List,
 };
@@ -17,7 +17,7 @@ pub(crate) struct Post(pub domain::Post);
 
 #[Object]
 impl Post {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -56,24 +56,42 @@ impl Post {
         .await
     }
 
-    /// The post's comments, oldest first. `first`: 0 to 100; `after`: a cursor of this list.
+    /// The post's comments, oldest first, a page at a time: forward with `first` (0 to
+    /// 100; 20 when neither `first` nor `last` is given) after the cursor `after`, or
+    /// backward with `last` before `before`. `createdAfter`/`createdBefore` (exclusive)
+    /// keep the comments of a time range; a cursor holds only with the range it came with.
+    #[allow(clippy::too_many_arguments)]
     async fn comments(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default_with = "DEFAULT_FIRST")] first: Option<i32>,
+        first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, Comment>> {
-        let size = page_size(first)?;
+        last: Option<i32>,
+        before: Option<String>,
+        created_after: Option<DateTime>,
+        created_before: Option<DateTime>,
+    ) -> Result<Connection<String, Comment, Total>> {
         let parent = self.0.id.as_str();
-        let after_key = cursor::decode(List::PostComments, parent, after.as_deref())?;
+        let range = time_range(created_after, created_before)?;
+        let paging = Paging {
+            first,
+            after,
+            last,
+            before,
+        };
+        let window = paging.window(List::PostComments, parent, range.clone())?;
         let page = loaders(ctx)?
             .comments_of_post(PageRequest {
                 parent: self.0.id.clone(),
-                size,
-                after: after_key,
+                window,
             })
             .await?;
-        Ok(connection(&page, parent, after.is_some(), |c| {
+        let total = if range.is_everything() {
+            Total::Known(self.0.comment_count)
+        } else {
+            Total::PostComments(self.0.id.clone(), range.clone())
+        };
+        Ok(connection(&page, parent, &range, total, |c| {
             Comment(c.clone())
         }))
     }

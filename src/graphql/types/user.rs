@@ -1,13 +1,13 @@
 use crate::graphql::Result;
 use async_graphql::{Context, ID, Object, connection::Connection};
 
-use super::{DEFAULT_FIRST, DateTime, Post, connection, page_size};
+use super::{
+    DateTime, Post,
+    connection::{Paging, Total, connection, time_range},
+};
 use crate::{
     domain,
-    graphql::{
-        context::{loaders, viewer},
-        cursor,
-    },
+    graphql::context::{loaders, viewer},
     loaders::PageRequest,
     storage::List,
 };
@@ -17,7 +17,7 @@ pub(crate) struct User(pub domain::User);
 
 #[Object]
 impl User {
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -36,24 +36,41 @@ impl User {
         self.0.created_at.map(DateTime)
     }
 
-    /// The user's posts, newest first. `first`: 0 to 100; `after`: a cursor of this list.
+    /// The user's posts, newest first, a page at a time: forward with `first` (0 to 100;
+    /// 20 when neither `first` nor `last` is given) after the cursor `after`, or backward
+    /// with `last` before `before`. `createdAfter`/`createdBefore` (exclusive) keep the
+    /// posts of a time range; a cursor holds only with the range it came with.
+    #[allow(clippy::too_many_arguments)]
     async fn posts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default_with = "DEFAULT_FIRST")] first: Option<i32>,
+        first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, Post>> {
-        let size = page_size(first)?;
+        last: Option<i32>,
+        before: Option<String>,
+        created_after: Option<DateTime>,
+        created_before: Option<DateTime>,
+    ) -> Result<Connection<String, Post, Total>> {
         let parent = self.0.id.as_str();
-        let after_key = cursor::decode(List::UserPosts, parent, after.as_deref())?;
+        let range = time_range(created_after, created_before)?;
+        let paging = Paging {
+            first,
+            after,
+            last,
+            before,
+        };
+        let window = paging.window(List::UserPosts, parent, range.clone())?;
         let page = loaders(ctx)?
             .posts_of_user(PageRequest {
                 parent: self.0.id.clone(),
-                size,
-                after: after_key,
+                window,
             })
             .await?;
-        Ok(connection(&page, parent, after.is_some(), |p| {
+        let total = match self.0.post_count {
+            Some(count) if range.is_everything() => Total::Known(count),
+            _ => Total::UserPosts(self.0.id.clone(), range.clone()),
+        };
+        Ok(connection(&page, parent, &range, total, |p| {
             Post(p.clone())
         }))
     }

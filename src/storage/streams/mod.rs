@@ -79,7 +79,7 @@ impl EventFeed {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Posts,
     Comments,

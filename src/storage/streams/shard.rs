@@ -22,8 +22,9 @@ use super::{
     gone, sleep_or_shutdown,
 };
 use crate::{
-    domain::Event,
+    domain::{Comment, Event, Post},
     storage::{
+        attributes::{CONTENT, TITLE},
         backoff,
         items::{comment_from_item, post_from_item},
     },
@@ -119,10 +120,8 @@ impl ShardReader {
                             continue;
                         }
                         since = None;
-                        if record.event_name() == Some(&OperationType::Insert)
-                            && let Some(image) = data.new_image()
-                        {
-                            self.publish(image.clone());
+                        if let Some(change) = record.event_name() {
+                            self.publish(change, data.old_image(), data.new_image());
                         }
                         position = Position::After(sequence.to_owned());
                         delivered = true;
@@ -256,10 +255,35 @@ impl ShardReader {
         }
     }
 
-    fn publish(&self, image: HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>) {
-        let event = match self.kind {
-            Kind::Posts => post_from_item(image).map(Event::PostAdded),
-            Kind::Comments => comment_from_item(image).map(Event::CommentAdded),
+    /// Publishes the event a change of an item is, if it is one: an item added, edited
+    /// (a post's title or content, a comment's content: a post's counter moving is no
+    /// edit) or removed.
+    fn publish(&self, change: &OperationType, old: Option<&Image>, new: Option<&Image>) {
+        let event = match (change, old, new) {
+            (OperationType::Insert, _, Some(new)) => {
+                self.decode(new, Event::PostAdded, Event::CommentAdded)
+            }
+            (OperationType::Modify, Some(old), Some(new)) => {
+                let edited = match self.kind {
+                    Kind::Posts => [TITLE, CONTENT]
+                        .iter()
+                        .any(|name| old.get(*name) != new.get(*name)),
+                    Kind::Comments => old.get(CONTENT) != new.get(CONTENT),
+                };
+                if !edited {
+                    return;
+                }
+                self.decode(new, Event::PostUpdated, Event::CommentUpdated)
+            }
+            // A stream of new images only (before `create-tables` switched it over): an
+            // edit of a comment is the only change a comment has.
+            (OperationType::Modify, None, Some(new)) if self.kind == Kind::Comments => {
+                self.decode(new, Event::PostUpdated, Event::CommentUpdated)
+            }
+            (OperationType::Remove, Some(old), _) => {
+                self.decode(old, Event::PostDeleted, Event::CommentDeleted)
+            }
+            _ => return,
         };
         match event {
             // No subscriber at the moment is fine: nobody to tell.
@@ -272,4 +296,19 @@ impl ShardReader {
             }
         }
     }
+
+    fn decode(
+        &self,
+        image: &Image,
+        post: fn(Post) -> Event,
+        comment: fn(Comment) -> Event,
+    ) -> anyhow::Result<Event> {
+        match self.kind {
+            Kind::Posts => post_from_item(image.clone()).map(post),
+            Kind::Comments => comment_from_item(image.clone()).map(comment),
+        }
+    }
 }
+
+/// An item as a stream record carries it.
+type Image = HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>;

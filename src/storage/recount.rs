@@ -1,0 +1,258 @@
+//! `recount`: counters recomputed from what they count, and repaired where they drifted
+//! (comments or posts written or deleted by another program, or before counters
+//! existed). Safe while the API serves writes: a counter is only set on the condition
+//! that it still holds the value read before counting, and a count that disagrees with
+//! the counter is taken again after a pause, since the indexes it reads lag behind the
+//! tables by a moment.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+
+use super::{
+    Storage,
+    attributes::{
+        COMMENT_COUNT, POST_COUNT, POST_ID, USER_COUNT, USER_ID, USERNAME_KEY, USERS_COUNTER_KEY,
+    },
+    classify,
+    items::Item,
+    pages::Source,
+    range::TimeRange,
+    writes::{n, number, s},
+};
+use crate::{
+    domain::{PostId, UserId},
+    error::AppError,
+};
+
+/// How long a count that disagrees with its counter waits to be taken again: well over
+/// how far a GSI lags behind its table.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Attempts per counter when writes keep moving it.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Which counters to check.
+#[derive(Clone, Debug)]
+pub enum RecountScope {
+    /// Every post's and every user's, and the number of users.
+    All,
+    /// One post's comment counter.
+    Post(PostId),
+    /// One user's post counter.
+    User(UserId),
+}
+
+/// A counter found wrong and set right.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repair {
+    /// What it counts: `post <id>`, `user <id>` or `users`.
+    pub counter: String,
+    /// What it held (`None`: it did not exist).
+    pub was: Option<i64>,
+    /// What it holds now.
+    pub now: i64,
+}
+
+/// What a recount did.
+#[derive(Clone, Debug, Default)]
+pub struct Recounted {
+    /// Counters checked.
+    pub checked: usize,
+    /// Counters repaired.
+    pub repairs: Vec<Repair>,
+}
+
+/// One counter: where it is, and how to count what it counts.
+struct Counter<'a> {
+    table: &'a str,
+    key: (&'static str, String),
+    attribute: &'static str,
+    source: Source<'a>,
+    name: String,
+}
+
+impl Storage {
+    /// Checks the counters `scope` names, and repairs the ones that are wrong.
+    pub async fn recount(&self, scope: RecountScope) -> Result<Recounted, AppError> {
+        let mut done = Recounted::default();
+        let everything = TimeRange::default();
+        let posts: Vec<String> = match &scope {
+            RecountScope::All => self.keys_of(&self.tables.posts, POST_ID).await?,
+            RecountScope::Post(id) => vec![id.to_string()],
+            RecountScope::User(_) => Vec::new(),
+        };
+        let (comments, posts_table) = (self.comments(), self.posts());
+        for post in &posts {
+            let id = PostId::from_stored(post.clone());
+            let counter = Counter {
+                table: &self.tables.posts,
+                key: (POST_ID, post.clone()),
+                attribute: COMMENT_COUNT,
+                source: comments.of_post_source(&id, &everything),
+                name: format!("post {post}"),
+            };
+            self.check(counter, &mut done).await?;
+        }
+        let users: Vec<String> = match &scope {
+            RecountScope::All => self.keys_of(&self.tables.users, USER_ID).await?,
+            RecountScope::User(id) => vec![id.to_string()],
+            RecountScope::Post(_) => Vec::new(),
+        };
+        for user in &users {
+            let id = UserId::from_stored(user.clone());
+            let counter = Counter {
+                table: &self.tables.users,
+                key: (USER_ID, user.clone()),
+                attribute: POST_COUNT,
+                source: posts_table.of_user_source(&id, &everything),
+                name: format!("user {user}"),
+            };
+            self.check(counter, &mut done).await?;
+        }
+        if matches!(scope, RecountScope::All) {
+            let counter = Counter {
+                table: &self.tables.usernames,
+                key: (USERNAME_KEY, USERS_COUNTER_KEY.to_owned()),
+                attribute: USER_COUNT,
+                source: Source::Table {
+                    table: &self.tables.users,
+                },
+                name: "users".to_owned(),
+            };
+            self.check(counter, &mut done).await?;
+        }
+        Ok(done)
+    }
+
+    async fn check(&self, counter: Counter<'_>, done: &mut Recounted) -> Result<(), AppError> {
+        done.checked += 1;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(was) = self.counter_value(&counter).await? else {
+                // The item is gone (deleted meanwhile): nothing to count for.
+                return Ok(());
+            };
+            let counted = self.count(counter.source.clone()).await?;
+            if Some(counted) == was {
+                return Ok(());
+            }
+            tokio::time::sleep(SETTLE).await;
+            let again = self.count(counter.source.clone()).await?;
+            if Some(again) == was {
+                return Ok(());
+            }
+            if again != counted {
+                // Writes are moving it: read it all again.
+                continue;
+            }
+            if self.set_counter(&counter, was, counted).await? {
+                tracing::warn!(counter = %counter.name, ?was, now = counted, "repaired a counter");
+                done.repairs.push(Repair {
+                    counter: counter.name.clone(),
+                    was,
+                    now: counted,
+                });
+                return Ok(());
+            }
+        }
+        Err(AppError::unavailable(anyhow::anyhow!(
+            "the counter of {} kept moving while it was recounted",
+            counter.name
+        )))
+    }
+
+    /// The counter's value: `None` when its item does not exist (the users' counter is
+    /// then 0 uncounted: `Some(None)`), `Some(None)` when the item has no counter.
+    async fn counter_value(&self, counter: &Counter<'_>) -> Result<Option<Option<i64>>, AppError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(counter.table)
+            .key(counter.key.0, s(&counter.key.1))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        self.record("GetItem", output.consumed_capacity.as_slice());
+        let holds_others = counter.attribute == USER_COUNT;
+        Ok(match output.item {
+            Some(item) => Some(number(&item, counter.attribute)),
+            None if holds_others => Some(None),
+            None => None,
+        })
+    }
+
+    /// Sets the counter to `now` if it still holds `was`; false when it moved meanwhile.
+    async fn set_counter(
+        &self,
+        counter: &Counter<'_>,
+        was: Option<i64>,
+        now: i64,
+    ) -> Result<bool, AppError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(counter.table)
+            .key(counter.key.0, s(&counter.key.1))
+            .update_expression("SET #c = :now")
+            .expression_attribute_names("#c", counter.attribute)
+            .expression_attribute_values(":now", n(now))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        update = match was {
+            Some(was) => update
+                .condition_expression("#c = :was")
+                .expression_attribute_values(":was", n(was)),
+            None if counter.attribute == USER_COUNT => {
+                update.condition_expression("attribute_not_exists(#c)")
+            }
+            None => update
+                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#c)")
+                .expression_attribute_names("#k", counter.key.0),
+        };
+        match update.send().await {
+            Ok(output) => {
+                self.record("UpdateItem", output.consumed_capacity.as_slice());
+                Ok(true)
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.record("UpdateItem", &[]);
+                Ok(false)
+            }
+            Err(err) => Err(classify("UpdateItem", err)),
+        }
+    }
+
+    /// Every key of `table` (its `key` attribute), read with a keys-only `Scan`.
+    async fn keys_of(&self, table: &str, key: &str) -> Result<Vec<String>, AppError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(table)
+                .projection_expression("#k")
+                .expression_attribute_names("#k", key)
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify("Scan", e))?;
+            self.record("Scan", output.consumed_capacity.as_slice());
+            keys.extend(output.items.unwrap_or_default().iter().filter_map(|item| {
+                match item.get(key) {
+                    Some(AttributeValue::S(value)) => Some(value.clone()),
+                    _ => None,
+                }
+            }));
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}
