@@ -159,3 +159,17 @@ async fn the_playground_works_in_a_browser_with_no_outside_network() {
     assert_eq!(figures["blocked"], json!([]), "{figures}");
     assert_eq!(figures["cspViolations"], 0, "{figures}");
 }
+
+#[tokio::test]
+async fn the_relay_compiler_compiles_refetchable_and_two_way_paged_fragments() {
+    // No server: Meta's compiler checks the documents of tests/clients/relay/ against the
+    // schema file, which needs Node and Query.node for @refetchable.
+    let schema = root().join("schema.graphql").display().to_string();
+    let figures = node("relay.mjs", &[("SCHEMA_FILE", schema)]).await;
+    assert_eq!(figures["artifacts"], 12, "{figures}");
+    assert_eq!(
+        figures["bidirectional"],
+        json!(["PostComments_post", "UserPosts_user"]),
+        "{figures}"
+    );
+}
