@@ -2,13 +2,13 @@
 //! `postDeleted`), read from the tables' streams: each write fires its event exactly once,
 //! in order, whoever wrote it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, StreamSpecification, StreamViewType, TableStatus};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{code, raw_client},
+    helpers::{code, fresh_tables, raw_client, spawn_app_until},
     subscriptions::{SUBSCRIBED, live, live_servers},
     writes::{DELETE_COMMENT, UPDATE_POST},
     ws_client::Client,
@@ -523,5 +523,104 @@ async fn raw_updates_and_deletes_of_da_vinci_items_are_events_too() {
         client.receive(QUIET).await,
         None,
         "each raw write one event; user-2's postDeleted heard nothing"
+    );
+}
+
+/// Waits until `table` is ACTIVE again after a change.
+async fn wait_until_active(table: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = raw_client()
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .expect("described")
+            .table
+            .and_then(|t| t.table_status);
+        if status == Some(TableStatus::Active) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{table} is still {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Turns `table`'s stream off, or on with `view`, and waits until the table is ACTIVE.
+async fn set_stream(table: &str, view: Option<StreamViewType>) {
+    let spec = match view {
+        Some(view) => StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(view),
+        None => StreamSpecification::builder().stream_enabled(false),
+    };
+    raw_client()
+        .update_table()
+        .table_name(table)
+        .stream_specification(spec.build().expect("spec"))
+        .send()
+        .await
+        .expect("stream changed");
+    wait_until_active(table).await;
+}
+
+/// `table`'s stream: whether it is on, and what its records carry.
+async fn stream_of(table: &str) -> (bool, Option<StreamViewType>) {
+    let stream = raw_client()
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("described")
+        .table
+        .and_then(|t| t.stream_specification)
+        .unwrap_or_else(|| panic!("{table} has a stream"));
+    (stream.stream_enabled(), stream.stream_view_type().cloned())
+}
+
+#[tokio::test]
+async fn create_tables_switches_a_stream_of_new_images_to_new_and_old_images() {
+    let (mut config, storage) = fresh_tables().await;
+    let tables = storage.tables().clone();
+    // Streams as an older version made them: new images only, where a deletion has none.
+    for table in [&tables.posts, &tables.comments] {
+        set_stream(table, None).await;
+        set_stream(table, Some(StreamViewType::NewImage)).await;
+        assert_eq!(
+            stream_of(table).await,
+            (true, Some(StreamViewType::NewImage)),
+            "{table}"
+        );
+    }
+    storage.create_tables().await.expect("switches the streams");
+    for table in [&tables.posts, &tables.comments] {
+        assert_eq!(
+            stream_of(table).await,
+            (true, Some(StreamViewType::NewAndOldImages)),
+            "{table}"
+        );
+    }
+
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.alice_and_her_post().await;
+    app.add_user("u2", "bob").await;
+    app.add_comment("c1", "p1", "u2", 1).await;
+    let mut client = Client::connect(&app, None).await;
+    client
+        .subscribe("d", COMMENT_DELETED, json!({ "p": "p1" }))
+        .await;
+    tokio::time::sleep(SUBSCRIBED).await;
+    let body = app
+        .query_as("u2", DELETE_COMMENT, json!({ "id": "c1" }))
+        .await;
+    assert_eq!(body, json!({ "data": { "deleteComment": "c1" } }));
+    let event = next(&mut client, "d", "a comment's deletion").await;
+    assert_eq!(
+        event,
+        json!({ "data": { "commentDeleted": {
+            "id": "c1", "content": "Comment c1", "version": 1, "author": { "username": "bob" }
+        } } }),
+        "the comment as it was, from the stream's old image"
     );
 }

@@ -377,3 +377,36 @@ fn directives_count_and_none_repeats() {
         3
     );
 }
+
+#[test]
+fn last_node_lookups_and_time_ranges_count_for_what_they_may_read() {
+    let cost = |query: &str| measure_of(query).cost;
+    // `last` multiplies like `first`; no argument is the default page of 20.
+    let forward = cost("{ users(first: 7) { nodes { id } } }");
+    assert_eq!(cost("{ users(last: 7) { nodes { id } } }"), forward);
+    assert_eq!(
+        cost("{ users { nodes { id } } }"),
+        cost("{ users(first: 20) { nodes { id } } }")
+    );
+    // `nodes` multiplies by the number of ids it looks up.
+    let one = cost(r#"{ nodes(ids: ["a"]) { id ... on Post { title } } }"#);
+    let three = cost(r#"{ nodes(ids: ["a", "b", "c"]) { id ... on Post { title } } }"#);
+    assert!(three > one && three - 1 == 3 * (one - 1), "{one} {three}");
+    let mut variables = Variables::default();
+    variables.insert(
+        async_graphql::Name::new("ids"),
+        async_graphql::Value::List(
+            (0..50)
+                .map(|i| async_graphql::Value::String(i.to_string()))
+                .collect(),
+        ),
+    );
+    let many = measure_with("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", variables);
+    assert!(many.cost >= 50, "{}", many.cost);
+    // A time range's count on the index counts 100 more than the page.
+    let plain = cost(r#"{ user(id: "u") { posts(first: 5) { totalCount } } }"#);
+    let ranged = cost(
+        r#"{ user(id: "u") { posts(first: 5, createdAfter: "2026-03-01T00:00:00Z") { totalCount } } }"#,
+    );
+    assert_eq!(ranged, plain + 100);
+}
