@@ -56,7 +56,7 @@ pub(super) struct Analyzer<'a> {
     pub(super) cycle: Option<&'a str>,
     /// A spread of a fragment the document does not define.
     pub(super) unknown: Option<&'a str>,
-    /// A field given a cursor (`after`), which a subscription may not page with.
+    /// A field given a cursor (`after` or `before`), which a subscription may not page with.
     pub(super) cursor: bool,
     /// The response keys of the operation's `__schema` and `__type` fields: fields of one
     /// key merge into one answer, so these count what the answer holds.

@@ -227,8 +227,8 @@ impl QueryLimits {
                 // every subscriber's selection distinct, and an event's cost theirs.
                 if run.ty == OperationType::Subscription && analyzer.cursor {
                     return Err(coded(
-                        "a subscription's selection may not page with `after`: an event \
-                         shows the first page of a connection",
+                        "a subscription's selection may not page from a cursor (`after` or \
+                         `before`): an event shows the first or last page of a connection",
                         ErrorCode::BadUserInput,
                     ));
                 }

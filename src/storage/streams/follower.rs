@@ -142,6 +142,14 @@ impl Follower {
                 readers.shutdown().await;
                 return Err(err);
             }
+            // Every shard read to its end: the stream was turned off, and perhaps on again
+            // as a new one (`create-tables` does that to change what it carries).
+            if readers.is_empty() && self.stream_arn().await.is_ok_and(|latest| latest != arn) {
+                tracing::info!(table = %self.table, "the table has a new stream; following it");
+                return Err(anyhow::anyhow!(
+                    "the table's stream was replaced by a new one"
+                ));
+            }
             // Wait for a shard to be read to its end (its children can start), a reader to
             // fail, the next periodic look at the shard list, or shutdown.
             tokio::select! {
