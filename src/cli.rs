@@ -85,7 +85,7 @@ pub struct LimitArgs {
     /// Deepest nesting of fields a query may have.
     #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = QueryLimits::default().max_depth)]
     pub max_query_depth: usize,
-    /// Most objects a query may return; each connection's `first` multiplies what it selects.
+    /// Most objects a query may return; each connection's `first` or `last` multiplies what it selects.
     #[arg(long, env = "MAX_QUERY_COST", default_value_t = QueryLimits::default().max_cost)]
     pub max_query_cost: u64,
     /// Most fields (aliases included) a query may select.

@@ -80,11 +80,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let was = repair.was.map_or("none".to_owned(), |was| was.to_string());
                 println!("repaired {}: {was} -> {}", repair.counter, repair.now);
             }
+            for counter in &done.moving {
+                println!("not repaired {counter}: writes kept moving it; run recount again");
+            }
             println!(
                 "checked {} counters, repaired {}",
                 done.checked,
                 done.repairs.len()
             );
+            if !done.moving.is_empty() {
+                anyhow::bail!("{} counters were left to check again", done.moving.len());
+            }
         }
         Command::Token(args) => {
             let user = UserId::parse(args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;

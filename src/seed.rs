@@ -88,7 +88,7 @@ pub async fn seed(storage: &Storage) -> anyhow::Result<Seeded> {
                 created_at: at,
                 updated_at: at,
                 version: 1,
-                comment_count: 0,
+                comment_count: Some(0),
             }
         })
         .collect();

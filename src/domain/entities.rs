@@ -35,8 +35,9 @@ pub struct Post {
     pub updated_at: DateTime<Utc>,
     /// 1 on create, +1 per edit of the post itself (new comments do not change it).
     pub version: i64,
-    /// How many comments the post has; kept exact by transactional writes.
-    pub comment_count: i64,
+    /// How many comments the post has, kept exact by transactional writes; `None` for
+    /// posts written by other programs until their comments are first counted.
+    pub comment_count: Option<i64>,
 }
 
 /// A comment on a post, as the comments table holds it.
@@ -122,7 +123,7 @@ impl Post {
             created_at,
             updated_at: created_at,
             version: 1,
-            comment_count: 0,
+            comment_count: Some(0),
         }
     }
 }

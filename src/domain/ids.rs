@@ -77,6 +77,11 @@ id_type!(
     CommentId,
     "comment id"
 );
+id_type!(
+    /// An id of any of the three tables, as `node(id:)` takes it.
+    AnyId,
+    "id"
+);
 
 #[cfg(test)]
 mod tests {

@@ -12,5 +12,5 @@ mod inputs;
 pub use entities::{Comment, NewComment, NewPost, NewUser, Post, User, now};
 pub use events::Event;
 pub use idempotency::{Claim, IdempotencyKey};
-pub use ids::{CommentId, PostId, UserId};
+pub use ids::{AnyId, CommentId, PostId, UserId};
 pub use inputs::{CommentContent, Email, InputError, PageSize, PostContent, Title, Username};

@@ -9,7 +9,7 @@ use super::{
     },
 };
 use crate::{
-    domain::{CommentId, PostId, UserId},
+    domain::{AnyId, CommentId, PostId, UserId},
     error::AppError,
     storage::{List, TimeRange},
 };
@@ -79,7 +79,7 @@ impl Query {
     /// tables hold names the first of user, post and comment.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Option<Node> {
         nullable(ctx, async {
-            let id = UserId::parse(id.0)?.into_string();
+            let id = AnyId::parse(id.0)?.into_string();
             let mut found = loaders(ctx)?.nodes(&[id]).await?;
             Ok(found.pop().flatten().map(Node::from))
         })
@@ -97,7 +97,7 @@ impl Query {
         }
         let ids = ids
             .into_iter()
-            .map(|id| UserId::parse(id.0).map(UserId::into_string))
+            .map(|id| AnyId::parse(id.0).map(AnyId::into_string))
             .collect::<Result<Vec<_>, _>>()
             .map_err(AppError::from)?;
         let found = loaders(ctx)?.nodes(&ids).await?;

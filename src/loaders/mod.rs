@@ -20,7 +20,7 @@ use futures::future::try_join_all;
 use crate::{
     domain::{Comment, CommentId, Post, PostId, User, UserId},
     error::AppError,
-    storage::{Found, Page, Storage, Window},
+    storage::{Found, Page, Storage, TimeRange, Window},
 };
 
 /// Matches `BatchGetItem`'s limit, so each batch is one request.
@@ -35,12 +35,21 @@ pub struct PageRequest<P> {
     pub window: Window,
 }
 
+/// A count request: whose list, within which time range.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CountRequest<P> {
+    /// The id the list belongs to.
+    pub parent: P,
+    /// The range counted (everything, for a counter to read or make).
+    pub range: TimeRange,
+}
+
 /// One request's DataLoaders: every id and every page it asks for, batched and cached.
 pub struct Loaders {
     storage: Storage,
     /// Users, posts and comments by id (the DataLoader keeps one batch per key type).
     entities: DataLoader<Entities, HashMapCache>,
-    /// Pages of `user.posts` and `post.comments`.
+    /// Pages of `user.posts` and `post.comments`, and their counts.
     pages: DataLoader<Pages, HashMapCache>,
 }
 
@@ -147,6 +156,25 @@ impl Loaders {
         self.prime_posts(posts).await;
         self.entities.feed_many(comments).await;
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    /// How many posts a user has within `range`: a count on the index, or, for all of
+    /// them, the count that makes a missing counter. Asked once per request (or event)
+    /// whatever asks again, within the event's budget.
+    pub async fn count_posts_of_user(
+        &self,
+        request: CountRequest<UserId>,
+    ) -> Result<i64, AppError> {
+        Ok(self.pages.load_one(request).await?.unwrap_or(0))
+    }
+
+    /// How many comments a post has within `range`: a count on the index, or, for all of
+    /// them, the count that makes a missing counter.
+    pub async fn count_comments_of_post(
+        &self,
+        request: CountRequest<PostId>,
+    ) -> Result<i64, AppError> {
+        Ok(self.pages.load_one(request).await?.unwrap_or(0))
     }
 
     /// A page of a user's posts, newest first; its posts are cached for `post(id)`.
@@ -313,6 +341,64 @@ impl Loader<PageRequest<PostId>> for Pages {
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0.comments().of_post(&k.parent, &k.window).await
+        })
+        .await
+    }
+}
+
+/// Counts, one request each (concurrently), within the budget.
+async fn load_counts<P, F, Fut>(
+    keys: &[CountRequest<P>],
+    count: F,
+) -> Result<HashMap<CountRequest<P>, i64>, AppError>
+where
+    P: Clone + Eq + Hash,
+    F: Fn(CountRequest<P>) -> Fut,
+    Fut: Future<Output = Result<i64, AppError>>,
+{
+    let counts = try_join_all(keys.iter().map(|key| {
+        let counted = count(key.clone());
+        async move { Ok::<_, AppError>((key.clone(), counted.await?)) }
+    }))
+    .await?;
+    Ok(counts.into_iter().collect())
+}
+
+impl Loader<CountRequest<UserId>> for Pages {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[CountRequest<UserId>],
+    ) -> Result<HashMap<CountRequest<UserId>, i64>, AppError> {
+        self.1.spend(keys.len())?;
+        load_counts(keys, |k| async move {
+            if k.range.is_everything() {
+                self.0.users().count_posts(&k.parent).await
+            } else {
+                self.0.posts().count_of_user(&k.parent, &k.range).await
+            }
+        })
+        .await
+    }
+}
+
+impl Loader<CountRequest<PostId>> for Pages {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        keys: &[CountRequest<PostId>],
+    ) -> Result<HashMap<CountRequest<PostId>, i64>, AppError> {
+        self.1.spend(keys.len())?;
+        load_counts(keys, |k| async move {
+            if k.range.is_everything() {
+                self.0.comments().count_comments(&k.parent).await
+            } else {
+                self.0.comments().count_of_post(&k.parent, &k.range).await
+            }
         })
         .await
     }

@@ -162,6 +162,8 @@ impl Storage {
             (&self.tables.posts, POST_ID),
             (&self.tables.comments, COMMENT_ID),
         ];
+        // DynamoDB refuses a request that names a key twice.
+        let ids: BTreeSet<&String> = ids.iter().collect();
         let mut keys = Vec::with_capacity(ids.len() * tables.len());
         for id in ids {
             for (table, key) in &tables {

@@ -66,45 +66,66 @@ impl Comments<'_> {
 
     /// Writes a comment and adds 1 to its post's `CommentCount` in one transaction, on the
     /// condition that the post and the author exist: refused (and nothing written) if not.
+    /// A post written by another program without a counter has its comments counted
+    /// first (this one not yet among them).
     pub async fn add(&self, comment: &Comment, claim: Option<&Claim>) -> Result<Written, AppError> {
-        let put = Put::builder()
-            .table_name(&self.tables.comments)
-            .set_item(Some(comment_to_item(comment).map_err(AppError::internal)?))
-            .condition_expression(format!("attribute_not_exists({COMMENT_ID})"))
-            .build()
-            .map_err(AppError::internal)?;
-        let count = Update::builder()
-            .table_name(&self.tables.posts)
-            .key(POST_ID, s(comment.post_id.as_str()))
-            .update_expression(format!("ADD {COMMENT_COUNT} :one"))
-            .condition_expression(format!("attribute_exists({POST_ID})"))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(AppError::internal)?;
-        let items = vec![
-            (Part::Comment, TransactWriteItem::builder().put(put).build()),
-            (
-                Part::Post,
-                TransactWriteItem::builder().update(count).build(),
-            ),
-            (Part::Author, self.user_exists(&comment.author_id)?),
-        ];
-        let claimed = claim.map(|claim| Claimed {
-            claim,
-            result: comment.id.as_str(),
-        });
-        let done = self
-            .transact(items, claimed, |reasons| {
-                OnCancel::Fail(if reasons.failed(Part::Post) {
-                    AppError::Refused(Refusal::Missing(Entity::Post, comment.post_id.to_string()))
-                } else if reasons.failed(Part::Author) {
-                    no_user(&comment.author_id)
-                } else {
-                    AppError::Refused(Refusal::Exists(Entity::Comment, comment.id.to_string()))
+        for _ in 0..2 {
+            let put = Put::builder()
+                .table_name(&self.tables.comments)
+                .set_item(Some(comment_to_item(comment).map_err(AppError::internal)?))
+                .condition_expression(format!("attribute_not_exists({COMMENT_ID})"))
+                .build()
+                .map_err(AppError::internal)?;
+            let count = Update::builder()
+                .table_name(&self.tables.posts)
+                .key(POST_ID, s(comment.post_id.as_str()))
+                .update_expression(format!("ADD {COMMENT_COUNT} :one"))
+                .condition_expression(format!("attribute_exists({COMMENT_COUNT})"))
+                .expression_attribute_values(":one", n(1))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(AppError::internal)?;
+            let items = vec![
+                (Part::Comment, TransactWriteItem::builder().put(put).build()),
+                (
+                    Part::Post,
+                    TransactWriteItem::builder().update(count).build(),
+                ),
+                (Part::Author, self.user_exists(&comment.author_id)?),
+            ];
+            let claimed = claim.map(|claim| Claimed {
+                claim,
+                result: comment.id.as_str(),
+            });
+            let done = self
+                .transact(items, claimed, |reasons| {
+                    if reasons.failed(Part::Post) && reasons.old(Part::Post).is_none() {
+                        OnCancel::Fail(AppError::Refused(Refusal::Missing(
+                            Entity::Post,
+                            comment.post_id.to_string(),
+                        )))
+                    } else if reasons.failed(Part::Author) {
+                        OnCancel::Fail(no_user(&comment.author_id))
+                    } else if reasons.failed(Part::Comment) {
+                        OnCancel::Fail(AppError::Refused(Refusal::Exists(
+                            Entity::Comment,
+                            comment.id.to_string(),
+                        )))
+                    } else {
+                        // The post has no counter yet.
+                        OnCancel::Retry
+                    }
                 })
-            })
-            .await?;
-        Ok(done.written())
+                .await?;
+            match done {
+                Transacted::Applied => return Ok(Written::Applied(())),
+                Transacted::Replayed(id) => return Ok(Written::Replayed(id)),
+                Transacted::Retry => _ = self.count_comments(&comment.post_id).await?,
+            }
+        }
+        Err(AppError::Refused(Refusal::Contended(Entity::Post)))
     }
 
     /// Edits a comment: only its author, and at `expected_version` when given.
@@ -191,7 +212,13 @@ impl Comments<'_> {
                 // Without the post, nobody but the comment's author may delete it.
                 None if !as_author => return Err(forbidden()),
                 None => counted = false,
-                Some(p) if p.comment_count <= 0 => counted = false,
+                // Written without a counter: count its comments (this one still among
+                // them), then take it away from the count.
+                Some(p) if p.comment_count.is_none() => {
+                    self.count_comments(&comment.post_id).await?;
+                    counted = true;
+                }
+                Some(p) if p.comment_count <= Some(0) => counted = false,
                 Some(_) => {}
             }
         }

@@ -13,14 +13,78 @@ use aws_sdk_dynamodb::{
 };
 
 use super::{
-    Storage, Users,
-    attributes::{POST_COUNT, USER_COUNT, USER_ID, USERNAME_KEY, USERS_COUNTER_KEY},
+    Comments, Storage, Users,
+    attributes::{
+        COMMENT_COUNT, POST_COUNT, POST_ID, USER_COUNT, USER_ID, USERNAME_KEY, USERS_COUNTER_KEY,
+    },
     classify,
     pages::Source,
     range::TimeRange,
     writes::{n, number, s},
 };
-use crate::{domain::UserId, error::AppError};
+use crate::{
+    domain::{PostId, UserId},
+    error::AppError,
+};
+
+impl Storage {
+    /// Makes a missing counter: `counted` becomes the `counter` attribute of the item
+    /// whose key `key` is `id` in `table`, on the condition that the item exists and has
+    /// no counter. Returns the counter's value: `counted`, or the value a concurrent count
+    /// set first.
+    async fn make_counter(
+        &self,
+        table: &str,
+        (key, id): (&str, &str),
+        counter: &str,
+        counted: i64,
+    ) -> Result<i64, AppError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(key, s(id))
+            .update_expression("SET #c = :n")
+            .condition_expression("attribute_exists(#k) AND attribute_not_exists(#c)")
+            .expression_attribute_names("#c", counter)
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":n", n(counted))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.record("UpdateItem", output.consumed_capacity.as_slice());
+                tracing::info!(table, id, counter, counted, "made a missing counter");
+                Ok(counted)
+            }
+            Err(err) => {
+                self.record("UpdateItem", &[]);
+                match err.as_service_error() {
+                    // Set meanwhile (that value holds), or no such item (nothing to keep).
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(failed
+                        .item()
+                        .and_then(|old| number(old, counter))
+                        .unwrap_or(counted)),
+                    _ => Err(classify("UpdateItem", err)),
+                }
+            }
+        }
+    }
+}
+
+impl Comments<'_> {
+    /// How many comments `post` has, for a post written without a counter: a count on
+    /// the index, which then becomes the post's `CommentCount` (see
+    /// [`Users::count_posts`]).
+    pub async fn count_comments(&self, post: &PostId) -> Result<i64, AppError> {
+        let counted = self.count_of_post(post, &TimeRange::default()).await?;
+        let key = (POST_ID, post.as_str());
+        self.make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
+            .await
+    }
+}
 
 impl Users<'_> {
     /// How many posts `user` has: the counter on the user's item, or, for a user written
@@ -31,43 +95,29 @@ impl Users<'_> {
             .posts()
             .count_of_user(user, &TimeRange::default())
             .await?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.users)
-            .key(USER_ID, s(user.as_str()))
-            .update_expression(format!("SET {POST_COUNT} = :n"))
-            .condition_expression(format!(
-                "attribute_exists({USER_ID}) AND attribute_not_exists({POST_COUNT})"
-            ))
-            .expression_attribute_values(":n", n(counted))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                self.record("UpdateItem", output.consumed_capacity.as_slice());
-                tracing::info!(user = %user, posts = counted, "counted a user's posts");
-                Ok(counted)
-            }
-            Err(err) => {
-                self.record("UpdateItem", &[]);
-                match err.as_service_error() {
-                    // Set meanwhile (that value holds), or no such user (nothing to keep).
-                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(failed
-                        .item()
-                        .and_then(|old| number(old, POST_COUNT))
-                        .unwrap_or(counted)),
-                    _ => Err(classify("UpdateItem", err)),
-                }
-            }
-        }
+        let key = (USER_ID, user.as_str());
+        self.make_counter(&self.tables.users, key, POST_COUNT, counted)
+            .await
     }
 
     /// How many users there are: the users' counter, made by counting the table once
-    /// (a `Scan` with `Select: COUNT`) when it does not exist yet.
+    /// (a `Scan` with `Select: COUNT`) when it does not exist yet (or by `recount`). The
+    /// count runs as a task of its own, one at a time in a process, so that a request
+    /// that gives up waiting (its timeout) does not waste it: the next finds it done.
     pub async fn count(&self) -> Result<i64, AppError> {
+        if let Some(count) = self.read_user_count().await? {
+            return Ok(count);
+        }
+        let storage: Storage = (**self).clone();
+        tokio::spawn(async move {
+            let _counting = storage.counting_users.lock().await;
+            storage.users().first_user_count().await
+        })
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("counting the users failed: {e}")))?
+    }
+
+    async fn first_user_count(&self) -> Result<i64, AppError> {
         if let Some(count) = self.read_user_count().await? {
             return Ok(count);
         }
@@ -160,13 +210,14 @@ impl Storage {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// A transaction item that holds while `user` has no post counter (or no item): a
-    /// write that leaves the counter alone is then right, since a later count sees it.
-    pub(crate) fn no_post_count(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
+    /// A transaction item that holds while `user` has no item: a post of an author who no
+    /// longer exists has no counter to move. Returns the item, when there is one.
+    pub(crate) fn no_such_user(&self, user: &UserId) -> Result<TransactWriteItem, AppError> {
         let check = ConditionCheck::builder()
             .table_name(&self.tables.users)
             .key(USER_ID, s(user.as_str()))
-            .condition_expression(format!("attribute_not_exists({POST_COUNT})"))
+            .condition_expression(format!("attribute_not_exists({USER_ID})"))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(AppError::internal)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())

@@ -135,6 +135,15 @@ impl List {
         if self.partition().is_some_and(|at| values[at] != parent) {
             return Err(CursorError::OtherList);
         }
+        // Nor is a time outside the range (DynamoDB refuses a start key outside the key
+        // condition): a cursor was edited.
+        let outside = key
+            .iter()
+            .zip(&values)
+            .any(|((name, _), value)| *name == CREATED_AT && !range.holds(value));
+        if outside {
+            return Err(CursorError::Invalid);
+        }
         Ok(PageKey { list: self, values })
     }
 }
@@ -327,11 +336,14 @@ mod tests {
             None,
         );
         let everything = TimeRange::default();
-        let key = post("u", "1.5");
+        let key = post("u", "1775001700");
         let ranged = key.cursor("u", &march);
         let text =
             String::from_utf8(URL_SAFE_NO_PAD.decode(&ranged).expect("base64")).expect("text");
-        assert_eq!(text, r#"[1,"p",["u","1772323200",null],"p","u","1.5"]"#);
+        assert_eq!(
+            text,
+            r#"[1,"p",["u","1772323200",null],"p","u","1775001700"]"#
+        );
         assert_eq!(
             List::UserPosts.position("u", &march, &ranged),
             Ok(key.clone())
@@ -347,5 +359,18 @@ mod tests {
             );
         }
         assert_eq!(april.after(), Some("1775001600.5"));
+        // The range's own scope, with a time edited to lie outside it.
+        let edited = forged(serde_json::json!([
+            1,
+            "p",
+            ["u", "1772323200", null],
+            "p",
+            "u",
+            "1772323200"
+        ]));
+        assert_eq!(
+            List::UserPosts.position("u", &march, &edited),
+            Err(CursorError::Invalid)
+        );
     }
 }

@@ -126,7 +126,7 @@ pub(crate) fn post_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Res
             .transpose()?
             .unwrap_or(created_at),
         version: r.version.unwrap_or(1),
-        comment_count: r.comment_count.unwrap_or(0),
+        comment_count: r.comment_count,
     })
 }
 
@@ -139,7 +139,7 @@ pub(crate) fn post_to_item(post: &Post) -> anyhow::Result<Item> {
         created_at: to_epoch(post.created_at),
         updated_at: Some(to_epoch(post.updated_at)),
         version: Some(post.version),
-        comment_count: Some(post.comment_count),
+        comment_count: post.comment_count,
     })
 }
 
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(post.created_at.to_rfc3339(), "2025-01-01T12:00:00+00:00");
         assert_eq!(
             (post.updated_at, post.version, post.comment_count),
-            (post.created_at, 1, 0)
+            (post.created_at, 1, None)
         );
         let comment = comment_from_item(item(
             r#"{"CommentId":{"S":"comment-0001"},"PostId":{"S":"post-0001"},"UserId":{"S":"user-1"},"Content":{"S":"Great post!"},"CreatedAt":{"N":"1735732802.5"}}"#,
@@ -233,7 +233,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             version: 1,
-            comment_count: 0,
+            comment_count: Some(0),
         }
     }
 

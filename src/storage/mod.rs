@@ -52,6 +52,9 @@ pub struct Storage {
     streams: Option<aws_sdk_dynamodbstreams::Client>,
     tables: Arc<Tables>,
     cost: Option<Arc<CostRecorder>>,
+    /// Held while the users are counted for their counter's first value, so that one
+    /// process counts them once, not once per request that finds no counter.
+    counting_users: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A table's reads and writes, as a small type of its own over the shared storage:
@@ -147,6 +150,7 @@ impl Storage {
             streams: None,
             tables: Arc::new(tables),
             cost: None,
+            counting_users: Arc::default(),
         }
     }
 

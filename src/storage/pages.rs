@@ -14,6 +14,9 @@ use crate::{domain::PageSize, error::AppError};
 
 /// Items a Scan returns in one request when it walks a table (well under 1 MB of users).
 const WALK_LIMIT: i32 = 1000;
+/// Requests a walk back through a table may take: a backward page of users lies within
+/// the first 20,000 of the table's order, or is refused.
+pub(crate) const MAX_WALK_REQUESTS: usize = 20;
 
 /// One page of a list: each item with its position, for cursors, in the list's order
 /// whichever way it was read.
@@ -172,7 +175,7 @@ impl Storage {
         let stop = before.map(PageKey::to_item);
         let mut kept: VecDeque<Item> = VecDeque::with_capacity(size + 1);
         let mut start = None;
-        loop {
+        for _ in 0..MAX_WALK_REQUESTS {
             let (found, next) = self
                 .fetch(&Source::Table { table }, WALK_LIMIT, start, true)
                 .await?;
@@ -193,6 +196,14 @@ impl Storage {
             if start.is_none() {
                 break;
             }
+        }
+        if start.is_some() {
+            let most = MAX_WALK_REQUESTS * usize::try_from(WALK_LIMIT).unwrap_or(0);
+            return Err(AppError::BadUserInput(format!(
+                "paging `users` backward reads the table from its start (DynamoDB scans \
+                 forward only), and this page lies past its first {most} users; page forward \
+                 with `first`/`after` instead"
+            )));
         }
         if before.is_some() {
             return Err(AppError::BadUserInput(

@@ -183,6 +183,12 @@ impl Posts<'_> {
                     delete: true,
                 }));
             }
+            if post.comment_count.is_none() {
+                // Written without a counter: count its comments first, so that each step
+                // takes its comments away from an exact count.
+                self.comments().count_comments(id).await?;
+                continue;
+            }
             let comments = self
                 .comments()
                 .of_post(id, &Window::first(step_size))
@@ -260,7 +266,9 @@ impl Posts<'_> {
             ));
             values.insert(":zero".to_owned(), n(0));
         }
-        let mut counted = true;
+        // Whether the author's item exists (then its counter moves; a counter it lacks is
+        // made first), or not (then its absence is a condition).
+        let mut author_exists = true;
         for _ in 0..MAX_COUNTER_ATTEMPTS {
             let delete = Delete::builder()
                 .table_name(&self.tables.posts)
@@ -272,10 +280,10 @@ impl Posts<'_> {
                 )
                 .build()
                 .map_err(AppError::internal)?;
-            let counter = if counted {
+            let counter = if author_exists {
                 self.move_post_count(author, -1)?
             } else {
-                self.no_post_count(author)?
+                self.no_such_user(author)?
             };
             let items = vec![
                 (
@@ -288,14 +296,21 @@ impl Posts<'_> {
                 claim,
                 result: id.as_str(),
             });
-            // The post as it was when its condition failed, if it did.
+            // The post as it was when its condition failed, if it did; and the author's
+            // item, when its part failed.
             let failed = std::sync::Mutex::new(None);
+            let author_failed = std::sync::Mutex::new(None);
             let done = self
                 .transact(items, claimed, |reasons| {
                     if reasons.failed(Part::Post)
                         && let Ok(mut failed) = failed.lock()
                     {
                         *failed = Some(reasons.old(Part::Post).cloned());
+                    }
+                    if reasons.failed(Part::Author)
+                        && let Ok(mut failed) = author_failed.lock()
+                    {
+                        *failed = Some(reasons.old(Part::Author).is_some());
                     }
                     OnCancel::Retry
                 })
@@ -321,8 +336,15 @@ impl Posts<'_> {
                     tracing::debug!(count = ?number(&old, COMMENT_COUNT), "post still has comments");
                     return Ok(None);
                 }
-                // The author's counter appeared or went (counted meanwhile): the other way.
-                None => counted = !counted,
+                None => {}
+            }
+            match author_failed.into_inner().ok().flatten() {
+                // The author's item has no counter (written by another program): count
+                // the author's posts (this one still among them) first, then move it.
+                Some(true) if author_exists => _ = self.users().count_posts(author).await?,
+                // No author item (or one that appeared meanwhile): the other way.
+                Some(exists) => author_exists = exists,
+                None => {}
             }
         }
         Err(AppError::Refused(Refusal::Contended(Entity::User)))

@@ -1,6 +1,8 @@
 //! Time ranges of a list: bounds on `CreatedAt`, the sort key of both indexes, as the
 //! exact numbers a key condition compares.
 
+use std::cmp::Ordering;
+
 use chrono::{DateTime, Utc};
 
 /// Bounds on `CreatedAt` (both exclusive), as the numbers the tables store: a list's
@@ -40,6 +42,18 @@ impl TimeRange {
         self.before.as_ref().map(|(_, text)| text.as_str())
     }
 
+    /// Whether the stored time `value` (a plain decimal number) lies strictly between
+    /// the bounds.
+    pub(super) fn holds(&self, value: &str) -> bool {
+        let above = self
+            .after()
+            .is_none_or(|after| decimal_order(value, after).is_gt());
+        let below = self
+            .before()
+            .is_none_or(|before| decimal_order(value, before).is_lt());
+        above && below
+    }
+
     /// True when no time lies between the bounds.
     pub(super) fn is_empty(&self) -> bool {
         matches!((&self.after, &self.before), (Some((a, _)), Some((b, _))) if a >= b)
@@ -72,6 +86,36 @@ fn neighbour(nanos: i128, up: bool) -> String {
     format!("{whole}.{fraction:09}{tail}")
 }
 
+/// The order of two plain decimal numbers (digits, an optional `-` and fraction), as
+/// numbers: by sign, then by their whole parts' length and digits, then by their
+/// fractions digit by digit.
+fn decimal_order(a: &str, b: &str) -> Ordering {
+    fn split(n: &str) -> (bool, &str, &str) {
+        let (negative, digits) = match n.strip_prefix('-') {
+            Some(digits) => (true, digits),
+            None => (false, n),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let whole = whole.trim_start_matches('0');
+        let fraction = fraction.trim_end_matches('0');
+        let zero = whole.is_empty() && fraction.is_empty();
+        (negative && !zero, whole, fraction)
+    }
+    let (a_negative, a_whole, a_fraction) = split(a);
+    let (b_negative, b_whole, b_fraction) = split(b);
+    let magnitude = a_whole
+        .len()
+        .cmp(&b_whole.len())
+        .then_with(|| a_whole.cmp(b_whole))
+        .then_with(|| a_fraction.cmp(b_fraction));
+    match (a_negative, b_negative) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+    }
+}
+
 /// Nanoseconds since the epoch as exact decimal seconds (DynamoDB numbers are decimal):
 /// `1772323200`, `1772323200.5`, `-0.25`.
 fn exact_seconds(nanos: i128) -> String {
@@ -88,6 +132,25 @@ fn exact_seconds(nanos: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_compare_as_numbers() {
+        for (a, b, order) in [
+            ("10", "9.99", Ordering::Greater),
+            ("1.5", "1.50", Ordering::Equal),
+            ("1.05", "1.5", Ordering::Less),
+            ("-2", "1", Ordering::Less),
+            ("-2", "-1.5", Ordering::Less),
+            ("0", "-0", Ordering::Equal),
+            ("007", "7.0", Ordering::Equal),
+        ] {
+            assert_eq!(decimal_order(a, b), order, "{a} {b}");
+        }
+        let at = |s| DateTime::from_timestamp(s, 0);
+        let range = TimeRange::new(at(10), at(20));
+        assert!(range.holds("10.000001") && range.holds("19.5"));
+        assert!(!range.holds("10") && !range.holds("20") && !range.holds("-15"));
+    }
 
     #[test]
     fn inclusive_bounds_are_the_next_numbers_inside() {

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
+
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 
 use super::{
@@ -60,6 +62,8 @@ pub struct Recounted {
     pub checked: usize,
     /// Counters repaired.
     pub repairs: Vec<Repair>,
+    /// Counters that writes kept moving while they were counted: run again later.
+    pub moving: Vec<String>,
 }
 
 /// One counter: where it is, and how to count what it counts.
@@ -71,46 +75,93 @@ struct Counter<'a> {
     name: String,
 }
 
+/// A counter to check.
+enum Which {
+    Post(PostId),
+    User(UserId),
+    Users,
+}
+
+/// What checking one counter found.
+enum Outcome {
+    /// Right (or its item gone meanwhile).
+    Right,
+    /// Wrong, and set right.
+    Repaired(Repair),
+    /// Moved by writes at every attempt: left for another run.
+    Moving(String),
+}
+
+/// Counters checked at once.
+const CONCURRENCY: usize = 16;
+
 impl Storage {
-    /// Checks the counters `scope` names, and repairs the ones that are wrong.
+    /// Checks the counters `scope` names, and repairs the ones that are wrong: 16 at a
+    /// time, so that the pause a wrong one takes is shared. A counter that writes keep
+    /// moving is reported, not repaired, and the others are checked all the same.
     pub async fn recount(&self, scope: RecountScope) -> Result<Recounted, AppError> {
-        let mut done = Recounted::default();
-        let everything = TimeRange::default();
-        let posts: Vec<String> = match &scope {
-            RecountScope::All => self.keys_of(&self.tables.posts, POST_ID).await?,
-            RecountScope::Post(id) => vec![id.to_string()],
+        let mut counters: Vec<Which> = match &scope {
+            RecountScope::All => self
+                .keys_of(&self.tables.posts, POST_ID)
+                .await?
+                .into_iter()
+                .map(|id| Which::Post(PostId::from_stored(id)))
+                .collect(),
+            RecountScope::Post(id) => vec![Which::Post(id.clone())],
             RecountScope::User(_) => Vec::new(),
         };
-        let (comments, posts_table) = (self.comments(), self.posts());
-        for post in &posts {
-            let id = PostId::from_stored(post.clone());
-            let counter = Counter {
-                table: &self.tables.posts,
-                key: (POST_ID, post.clone()),
-                attribute: COMMENT_COUNT,
-                source: comments.of_post_source(&id, &everything),
-                name: format!("post {post}"),
-            };
-            self.check(counter, &mut done).await?;
+        match &scope {
+            RecountScope::All => {
+                let users = self.keys_of(&self.tables.users, USER_ID).await?;
+                counters.extend(
+                    users
+                        .into_iter()
+                        .map(|id| Which::User(UserId::from_stored(id))),
+                );
+                counters.push(Which::Users);
+            }
+            RecountScope::User(id) => counters.push(Which::User(id.clone())),
+            RecountScope::Post(_) => {}
         }
-        let users: Vec<String> = match &scope {
-            RecountScope::All => self.keys_of(&self.tables.users, USER_ID).await?,
-            RecountScope::User(id) => vec![id.to_string()],
-            RecountScope::Post(_) => Vec::new(),
+        let checked = counters.len();
+        let outcomes: Vec<Outcome> = futures::stream::iter(counters)
+            .map(|which| self.check(which))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut done = Recounted {
+            checked,
+            ..Recounted::default()
         };
-        for user in &users {
-            let id = UserId::from_stored(user.clone());
-            let counter = Counter {
-                table: &self.tables.users,
-                key: (USER_ID, user.clone()),
-                attribute: POST_COUNT,
-                source: posts_table.of_user_source(&id, &everything),
-                name: format!("user {user}"),
-            };
-            self.check(counter, &mut done).await?;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Right => {}
+                Outcome::Repaired(repair) => done.repairs.push(repair),
+                Outcome::Moving(name) => done.moving.push(name),
+            }
         }
-        if matches!(scope, RecountScope::All) {
-            let counter = Counter {
+        Ok(done)
+    }
+
+    async fn check(&self, which: Which) -> Result<Outcome, AppError> {
+        let everything = TimeRange::default();
+        let (comments, posts) = (self.comments(), self.posts());
+        let counter = match &which {
+            Which::Post(id) => Counter {
+                table: &self.tables.posts,
+                key: (POST_ID, id.to_string()),
+                attribute: COMMENT_COUNT,
+                source: comments.of_post_source(id, &everything),
+                name: format!("post {id}"),
+            },
+            Which::User(id) => Counter {
+                table: &self.tables.users,
+                key: (USER_ID, id.to_string()),
+                attribute: POST_COUNT,
+                source: posts.of_user_source(id, &everything),
+                name: format!("user {id}"),
+            },
+            Which::Users => Counter {
                 table: &self.tables.usernames,
                 key: (USERNAME_KEY, USERS_COUNTER_KEY.to_owned()),
                 attribute: USER_COUNT,
@@ -118,27 +169,21 @@ impl Storage {
                     table: &self.tables.users,
                 },
                 name: "users".to_owned(),
-            };
-            self.check(counter, &mut done).await?;
-        }
-        Ok(done)
-    }
-
-    async fn check(&self, counter: Counter<'_>, done: &mut Recounted) -> Result<(), AppError> {
-        done.checked += 1;
+            },
+        };
         for _ in 0..MAX_ATTEMPTS {
             let Some(was) = self.counter_value(&counter).await? else {
                 // The item is gone (deleted meanwhile): nothing to count for.
-                return Ok(());
+                return Ok(Outcome::Right);
             };
             let counted = self.count(counter.source.clone()).await?;
             if Some(counted) == was {
-                return Ok(());
+                return Ok(Outcome::Right);
             }
             tokio::time::sleep(SETTLE).await;
             let again = self.count(counter.source.clone()).await?;
             if Some(again) == was {
-                return Ok(());
+                return Ok(Outcome::Right);
             }
             if again != counted {
                 // Writes are moving it: read it all again.
@@ -146,18 +191,15 @@ impl Storage {
             }
             if self.set_counter(&counter, was, counted).await? {
                 tracing::warn!(counter = %counter.name, ?was, now = counted, "repaired a counter");
-                done.repairs.push(Repair {
+                return Ok(Outcome::Repaired(Repair {
                     counter: counter.name.clone(),
                     was,
                     now: counted,
-                });
-                return Ok(());
+                }));
             }
         }
-        Err(AppError::unavailable(anyhow::anyhow!(
-            "the counter of {} kept moving while it was recounted",
-            counter.name
-        )))
+        tracing::warn!(counter = %counter.name, "the counter kept moving while it was recounted");
+        Ok(Outcome::Moving(counter.name))
     }
 
     /// The counter's value: `None` when its item does not exist (the users' counter is

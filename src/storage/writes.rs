@@ -120,16 +120,6 @@ pub(crate) enum Transacted {
     Replayed(String),
 }
 
-impl Transacted {
-    /// What a transaction whose `on_cancel` never asks for a retry did.
-    pub(crate) fn written(self) -> Written {
-        match self {
-            Self::Applied | Self::Retry => Written::Applied(()),
-            Self::Replayed(id) => Written::Replayed(id),
-        }
-    }
-}
-
 /// What to do when DynamoDB cancelled a transaction for a failed condition.
 pub(crate) enum OnCancel {
     /// Give the client this error.

@@ -80,7 +80,7 @@ async fn items_written_by_da_vinci_are_read_through_the_api() {
             "posts": { "nodes": [{
                 "id": "post-0001", "title": "My First Post", "content": "Hello, world!",
                 "createdAt": "2025-01-01T12:00:00.000000Z", "updatedAt": "2025-01-01T12:00:00.000000Z",
-                "version": 1, "commentCount": 0, "author": { "username": "alice" },
+                "version": 1, "commentCount": 1, "author": { "username": "alice" },
                 "comments": { "nodes": [{
                     "id": "comment-0001", "content": "Great post!",
                     "createdAt": "2025-01-01T12:00:02.500000Z", "updatedAt": "2025-01-01T12:00:02.500000Z",
@@ -92,7 +92,7 @@ async fn items_written_by_da_vinci_are_read_through_the_api() {
 }
 
 #[tokio::test]
-async fn a_comment_on_a_da_vinci_post_starts_its_counter() {
+async fn a_comment_on_a_da_vinci_post_counts_its_comments_first() {
     let app = spawn_app().await;
     da_vinci_items(&app).await;
     let (body, _) = app
@@ -104,7 +104,99 @@ async fn a_comment_on_a_da_vinci_post_starts_its_counter() {
         .await;
     assert_eq!(
         body["data"]["addComment"]["post"],
-        json!({ "id": "post-0001", "commentCount": 1 })
+        json!({ "id": "post-0001", "commentCount": 2 }),
+        "Da Vinci's comment, then ours"
+    );
+    let posts = app.scan("posts").await;
+    assert_eq!(posts[0]["CommentCount"], AttributeValue::N("2".into()));
+}
+
+/// Da Vinci's comments `{post}-comment-1…count` on `post`, written straight into the table.
+async fn da_vinci_comments(app: &TestApp, post: &str, count: usize) {
+    for i in 1..=count {
+        put(
+            &app.storage.tables().comments,
+            HashMap::from([
+                ("CommentId".into(), s(&format!("{post}-comment-{i}"))),
+                ("PostId".into(), s(post)),
+                ("UserId".into(), s("user-1")),
+                ("Content".into(), s("Nice")),
+                ("CreatedAt".into(), n(&format!("17357328{i:02}"))),
+            ]),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn posts_and_users_written_without_counters_are_counted_once_and_kept_exact() {
+    let app = spawn_app().await;
+    da_vinci_items(&app).await;
+    put(
+        &app.storage.tables().posts,
+        HashMap::from([
+            ("PostId".into(), s("post-0002")),
+            ("UserId".into(), s("user-1")),
+            ("Title".into(), s("Second")),
+            ("Content".into(), s("More")),
+            ("CreatedAt".into(), n("1735732900")),
+        ]),
+    )
+    .await;
+    da_vinci_comments(&app, "post-0001", 3).await;
+    da_vinci_comments(&app, "post-0002", 2).await;
+    let counts = "{ a: post(id: \"post-0001\") { commentCount comments(first: 0) { totalCount } } \
+                  b: post(id: \"post-0002\") { commentCount } \
+                  user(id: \"user-1\") { posts(first: 0) { totalCount } } }";
+    let body = app.query(counts, json!({})).await;
+    assert_eq!(
+        body["data"],
+        json!({
+            "a": { "commentCount": 4, "comments": { "totalCount": 4 } },
+            "b": { "commentCount": 2 },
+            "user": { "posts": { "totalCount": 2 } }
+        }),
+        "counted on the indexes: {body}"
+    );
+    // The counters are written, and writes keep them exact from there.
+    let stored: Vec<_> = app
+        .scan("posts")
+        .await
+        .into_iter()
+        .map(|post| post.get("CommentCount").cloned())
+        .collect();
+    assert!(stored.iter().all(Option::is_some), "{stored:?}");
+    let token = app.token("user-1");
+    let (deleted, _) = app
+        .run(
+            "mutation { deleteComment(id: \"post-0001-comment-2\") }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    let (deleted, _) = app
+        .run(
+            "mutation { deletePost(id: \"post-0002\") }",
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    let body = app.query(counts, json!({})).await;
+    assert_eq!(
+        body["data"],
+        json!({
+            "a": { "commentCount": 3, "comments": { "totalCount": 3 } },
+            "b": null,
+            "user": { "posts": { "totalCount": 1 } }
+        }),
+        "{body}"
+    );
+    assert_eq!(
+        app.scan("comments").await.len(),
+        3,
+        "post-0002's went with it"
     );
 }
 

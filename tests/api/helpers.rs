@@ -322,7 +322,7 @@ impl TestApp {
             created_at: at(minute),
             updated_at: at(minute),
             version: 1,
-            comment_count: 0,
+            comment_count: Some(0),
         };
         self.storage
             .posts()

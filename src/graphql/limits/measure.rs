@@ -5,12 +5,13 @@ use std::collections::{HashMap, HashSet};
 use async_graphql::{
     Positioned, ServerError, Value, Variables,
     parser::types::{
-        Directive, ExecutableDocument, Field, OperationDefinition, Selection, SelectionSet,
+        Directive, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
+        SelectionSet,
     },
 };
 
 use super::{
-    INTROSPECTION_LISTS, RANGE_COUNT_COST, RECURSION_LIMIT,
+    BACKWARD_USERS_COST, INTROSPECTION_LISTS, RANGE_COUNT_COST, RECURSION_LIMIT,
     fields::{FieldTypes, is_connection, weight},
     too_complex,
 };
@@ -26,7 +27,7 @@ pub struct Measure {
     pub nesting: usize,
     /// Fields selected, aliases and directives included.
     pub fields: u64,
-    /// Objects it may return: each connection's `first` multiplies what it selects, and a
+    /// Objects it may return: each connection's `first` or `last` multiplies what it selects, and a
     /// long text field counts one per kilobyte it may hold.
     pub cost: u64,
     /// Levels of introspection's lists of fields and types (see [`INTROSPECTION_LISTS`]).
@@ -167,7 +168,15 @@ impl<'a> Analyzer<'a> {
                             .any(|bound| field.get_argument(bound).is_some());
                     // A time range's `totalCount` is a count on the index: it may read the
                     // whole range.
-                    let own = weight(ty, name) + if ranged { RANGE_COUNT_COST } else { 0 };
+                    // A backward page of `users` walks the table from its start.
+                    let walked = ty == Some(self.types.root(OperationType::Query))
+                        && name == "users"
+                        && ["last", "before"]
+                            .iter()
+                            .any(|backward| field.get_argument(backward).is_some());
+                    let own = weight(ty, name)
+                        + if ranged { RANGE_COUNT_COST } else { 0 }
+                        + if walked { BACKWARD_USERS_COST } else { 0 };
                     let key = field
                         .alias
                         .as_ref()

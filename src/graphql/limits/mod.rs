@@ -48,6 +48,9 @@ pub const RECURSION_LIMIT: usize = 64;
 /// the index, which reads the range (as many items as a hundred objects would be, at the
 /// least).
 const RANGE_COUNT_COST: u64 = 100;
+/// What a backward page of `users` adds to the cost: it walks the table from its start,
+/// up to 20 `Scan`s of 1,000 users, so a query holds at most four of them.
+const BACKWARD_USERS_COST: u64 = 2_500;
 
 /// Introspection's lists of fields and types, which nest into each other: at most
 /// [`MAX_INTROSPECTION_LISTS`] levels of them, as graphql-js's `MaxIntrospectionDepthRule`
@@ -253,7 +256,7 @@ impl QueryLimits {
         };
         if measure.cost > limit {
             return Err(too_complex(format!(
-                "{what} may return {} objects (each connection's `first` multiplies what \
+                "{what} may return {} objects (each connection's `first` or `last` multiplies what \
                  it selects); the limit is {limit}",
                 measure.cost
             )));

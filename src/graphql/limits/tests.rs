@@ -382,8 +382,11 @@ fn directives_count_and_none_repeats() {
 fn last_node_lookups_and_time_ranges_count_for_what_they_may_read() {
     let cost = |query: &str| measure_of(query).cost;
     // `last` multiplies like `first`; no argument is the default page of 20.
-    let forward = cost("{ users(first: 7) { nodes { id } } }");
-    assert_eq!(cost("{ users(last: 7) { nodes { id } } }"), forward);
+    let forward = cost(r#"{ user(id: "u") { posts(first: 7) { nodes { id } } } }"#);
+    assert_eq!(
+        cost(r#"{ user(id: "u") { posts(last: 7) { nodes { id } } } }"#),
+        forward
+    );
     assert_eq!(
         cost("{ users { nodes { id } } }"),
         cost("{ users(first: 20) { nodes { id } } }")
@@ -409,4 +412,20 @@ fn last_node_lookups_and_time_ranges_count_for_what_they_may_read() {
         r#"{ user(id: "u") { posts(first: 5, createdAfter: "2026-03-01T00:00:00Z") { totalCount } } }"#,
     );
     assert_eq!(ranged, plain + 100);
+}
+
+#[test]
+fn a_backward_page_of_users_costs_its_walk_through_the_table() {
+    let forward = measure_of("{ users(first: 5) { nodes { id } } }").cost;
+    let backward = measure_of("{ users(last: 5) { nodes { id } } }").cost;
+    assert_eq!(backward, forward + 2_500);
+    let five = (0..5)
+        .map(|i| format!("u{i}: users(last: 1) {{ nodes {{ id }} }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let refused = check(QueryLimits::default(), &format!("{{ {five} }}"));
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("12515 objects")),
+        "five walks are too many: {refused:?}"
+    );
 }

@@ -10,6 +10,7 @@ use crate::{
     domain::{PageSize, PostId},
     error::AppError,
     graphql::{Result, context::loaders, cursor},
+    loaders::CountRequest,
     storage::{List, Page, TimeRange, Window},
 };
 
@@ -96,16 +97,18 @@ impl Total {
         let count = match self {
             Self::Known(count) => *count,
             Self::UserPosts(user, range) => {
-                let storage = loaders(ctx)?.storage().clone();
-                if range.is_everything() {
-                    storage.users().count_posts(user).await?
-                } else {
-                    storage.posts().count_of_user(user, range).await?
-                }
+                let request = CountRequest {
+                    parent: user.clone(),
+                    range: range.clone(),
+                };
+                loaders(ctx)?.count_posts_of_user(request).await?
             }
             Self::PostComments(post, range) => {
-                let storage = loaders(ctx)?.storage().clone();
-                storage.comments().count_of_post(post, range).await?
+                let request = CountRequest {
+                    parent: post.clone(),
+                    range: range.clone(),
+                };
+                loaders(ctx)?.count_comments_of_post(request).await?
             }
             Self::Users => loaders(ctx)?.storage().users().count().await?,
         };
