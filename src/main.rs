@@ -81,7 +81,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("repaired {}: {was} -> {}", repair.counter, repair.now);
             }
             for counter in &done.moving {
-                println!("not repaired {counter}: writes kept moving it; run recount again");
+                println!(
+                    "not repaired {counter}: writes kept moving it, or reading it failed (see the log); run recount again"
+                );
             }
             println!(
                 "checked {} counters, repaired {}",

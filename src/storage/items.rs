@@ -59,7 +59,7 @@ struct PostRecord {
     updated_at: Option<f64>,
     #[serde(default)]
     version: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     comment_count: Option<i64>,
 }
 

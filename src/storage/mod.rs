@@ -53,7 +53,8 @@ pub struct Storage {
     tables: Arc<Tables>,
     cost: Option<Arc<CostRecorder>>,
     /// Held while the users are counted for their counter's first value, so that one
-    /// process counts them once, not once per request that finds no counter.
+    /// process counts them once, not once per request that finds no counter (the ones
+    /// that queued meanwhile then read the counter it made).
     counting_users: Arc<tokio::sync::Mutex<()>>,
 }
 

@@ -198,11 +198,11 @@ impl Storage {
             }
         }
         if start.is_some() {
-            let most = MAX_WALK_REQUESTS * usize::try_from(WALK_LIMIT).unwrap_or(0);
             return Err(AppError::BadUserInput(format!(
                 "paging `users` backward reads the table from its start (DynamoDB scans \
-                 forward only), and this page lies past its first {most} users; page forward \
-                 with `first`/`after` instead"
+                 forward only), and this page lies past the first {MAX_WALK_REQUESTS} reads of \
+                 it (about {} users); page forward with `first`/`after` instead",
+                MAX_WALK_REQUESTS * usize::try_from(WALK_LIMIT).unwrap_or(0)
             )));
         }
         if before.is_some() {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 
@@ -62,7 +62,8 @@ pub struct Recounted {
     pub checked: usize,
     /// Counters repaired.
     pub repairs: Vec<Repair>,
-    /// Counters that writes kept moving while they were counted: run again later.
+    /// Counters left unchecked: writes kept moving them while they were counted, or
+    /// DynamoDB failed (the log says which); run again later.
     pub moving: Vec<String>,
 }
 
@@ -90,6 +91,8 @@ enum Outcome {
     Repaired(Repair),
     /// Moved by writes at every attempt: left for another run.
     Moving(String),
+    /// Could not be checked (DynamoDB failed): left for another run.
+    Failed(String),
 }
 
 /// Counters checked at once.
@@ -125,10 +128,10 @@ impl Storage {
         }
         let checked = counters.len();
         let outcomes: Vec<Outcome> = futures::stream::iter(counters)
-            .map(|which| self.check(which))
+            .map(|which| self.check_or_report(which))
             .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         let mut done = Recounted {
             checked,
             ..Recounted::default()
@@ -137,10 +140,26 @@ impl Storage {
             match outcome {
                 Outcome::Right => {}
                 Outcome::Repaired(repair) => done.repairs.push(repair),
-                Outcome::Moving(name) => done.moving.push(name),
+                Outcome::Moving(name) | Outcome::Failed(name) => done.moving.push(name),
             }
         }
         Ok(done)
+    }
+
+    /// Checks one counter; a failure is logged and reported, and the others go on.
+    async fn check_or_report(&self, which: Which) -> Outcome {
+        let name = match &which {
+            Which::Post(id) => format!("post {id}"),
+            Which::User(id) => format!("user {id}"),
+            Which::Users => "users".to_owned(),
+        };
+        match self.check(which).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::error!(counter = %name, error = ?err, "could not check a counter");
+                Outcome::Failed(name)
+            }
+        }
     }
 
     async fn check(&self, which: Which) -> Result<Outcome, AppError> {

@@ -49,7 +49,7 @@ pub const RECURSION_LIMIT: usize = 64;
 /// least).
 const RANGE_COUNT_COST: u64 = 100;
 /// What a backward page of `users` adds to the cost: it walks the table from its start,
-/// up to 20 `Scan`s of 1,000 users, so a query holds at most four of them.
+/// up to 20 `Scan`s of 1,000 users, so a query holds at most three of them.
 const BACKWARD_USERS_COST: u64 = 2_500;
 
 /// Introspection's lists of fields and types, which nest into each other: at most
