@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
@@ -91,8 +92,30 @@ pub fn router(state: AppState) -> Router {
         .layer(cors(&settings.cors_allowed_origins))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(headers)
-        .layer(TraceLayer::new_for_http())
+        // Every request has an id: the client's `x-request-id`, or a new UUID. It is in the
+        // span of every log line the request causes, and in the response.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// The header that carries a request's id.
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The span of one request: its method, path and id.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
 }
 
 /// CORS for the configured origins; none configured, no cross-origin access.
@@ -106,6 +129,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-dynamodb-cost"),
             HeaderName::from_static(graphql::IDEMPOTENCY_HEADER),
         ])
+        .expose_headers([REQUEST_ID.clone()])
         .max_age(std::time::Duration::from_secs(3600));
     if origins.iter().any(|o| o == "*") {
         return layer.allow_origin(Any);

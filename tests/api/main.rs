@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod idempotency;
 mod live_events;
+mod logs;
 mod mutations;
 mod properties;
 mod proxy;
