@@ -19,6 +19,9 @@ scripts/dynamodb-local.sh install
 step "Installing the client tools (npm packages, Chromium)"
 scripts/clients.sh install
 
+step "Installing promtool"
+scripts/promtool.sh install
+
 step "Checking formatting (cargo fmt)"
 cargo fmt --all -- --check
 

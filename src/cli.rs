@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Production mode: no introspection and no GraphiQL page.
     #[arg(long, env = "PRODUCTION")]
     pub production: bool,
+    /// Serve Prometheus metrics on `GET /metrics` (text exposition format).
+    #[arg(long, env = "METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
 }
 
 /// Limits that keep one client from taking the server down.
@@ -295,6 +298,7 @@ impl TryFrom<ServeArgs> for Config {
                 write_timeout: Duration::from_secs(limits.write_timeout_secs),
                 cors_allowed_origins: limits.cors_allowed_origins,
                 production: args.production,
+                metrics: args.metrics,
             },
             query: QueryLimits {
                 max_bytes: limits.max_query_bytes,

@@ -56,6 +56,8 @@ pub struct HttpSettings {
     pub cors_allowed_origins: Vec<String>,
     /// No introspection, no GraphiQL.
     pub production: bool,
+    /// Serve Prometheus metrics on `GET /metrics`.
+    pub metrics: bool,
 }
 
 impl Default for HttpSettings {
@@ -70,6 +72,7 @@ impl Default for HttpSettings {
             write_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
             production: false,
+            metrics: true,
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod graphql;
 pub mod http;
 /// Per-request DataLoaders over the storage.
 pub mod loaders;
+/// Prometheus metrics: what the server did, rendered on `GET /metrics`.
+pub mod metrics;
 /// Demo data for a local server.
 pub mod seed;
 /// DynamoDB: tables, items, batches, pages, transactions.

@@ -21,8 +21,9 @@
 use std::{sync::Arc, time::Duration};
 
 use async_graphql::{
-    Request, Response, ServerError, Value, futures_util::stream::BoxStream,
-    parser::types::OperationType,
+    Request, Response, ServerError, Value,
+    futures_util::stream::BoxStream,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -89,6 +90,57 @@ pub enum Outcome {
     TimedOut(Response),
 }
 
+impl Outcome {
+    /// Counts the operation in the metrics: by name and type, how it ended, how long it
+    /// ran (when it did), and its errors by code.
+    fn observe(&self, name: Option<&str>, kind: Option<OperationType>, elapsed: Option<Duration>) {
+        let (response, outcome) = match self {
+            Self::Ran(response) if response.errors.is_empty() => (response, "ok"),
+            Self::Ran(response) => (response, "error"),
+            Self::Refused(response) | Self::WrongTransport(response) => (response, "refused"),
+            Self::Busy(response) => (response, "busy"),
+            Self::TimedOut(response) => (response, "timed_out"),
+        };
+        crate::metrics::operation(name, kind_label(kind), outcome, elapsed);
+        for error in &response.errors {
+            let code = error
+                .extensions
+                .as_ref()
+                .and_then(|extensions| extensions.get("code"))
+                .and_then(|code| match code {
+                    async_graphql::Value::String(code) => Some(code.as_str()),
+                    _ => None,
+                })
+                .unwrap_or("NONE");
+            crate::metrics::error(code);
+        }
+    }
+}
+
+/// The `type` label of an operation.
+fn kind_label(kind: Option<OperationType>) -> &'static str {
+    match kind {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "unknown",
+    }
+}
+
+/// The name of the operation a request runs: the one it names, or the document's only
+/// one.
+fn operation_name(request: &Request, document: &ExecutableDocument) -> Option<String> {
+    if let Some(name) = request.operation_name.as_deref().filter(|n| !n.is_empty()) {
+        return Some(name.to_owned());
+    }
+    match &document.operations {
+        DocumentOperations::Multiple(operations) if operations.len() == 1 => {
+            operations.keys().next().map(ToString::to_string)
+        }
+        _ => None,
+    }
+}
+
 /// An operation that passed the guards and holds a permit, ready to run.
 pub struct Prepared {
     request: Request,
@@ -97,6 +149,8 @@ pub struct Prepared {
     deadline: tokio::time::Instant,
     /// The idempotency key and fingerprint of a mutation sent with a key.
     idempotency: Option<Idempotency>,
+    /// The operation's name, for the metrics.
+    name: Option<String>,
 }
 
 impl Prepared {
@@ -171,7 +225,15 @@ impl Pipeline {
     /// has to know the kind of operation before it runs it (a WebSocket counts each kind
     /// against its own per-connection limit) calls this, then [`Pipeline::run`].
     #[allow(clippy::result_large_err)] // see `Started`
-    pub fn prepare(&self, mut request: Request, transport: Transport) -> Result<Prepared, Outcome> {
+    pub fn prepare(&self, request: Request, transport: Transport) -> Result<Prepared, Outcome> {
+        let named = request.operation_name.clone();
+        self.guard(request, transport).inspect_err(|refused| {
+            refused.observe(named.as_deref(), None, None);
+        })
+    }
+
+    #[allow(clippy::result_large_err)] // see `Started`
+    fn guard(&self, mut request: Request, transport: Transport) -> Result<Prepared, Outcome> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             tracing::warn!(
                 limit = self.max_concurrent,
@@ -184,7 +246,7 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let refused = |error| Outcome::Refused(Response::from_errors(vec![error]));
         let key = Idempotency::key_of(&request).map_err(refused)?;
-        let kind = self.check(&mut request).map_err(refused)?;
+        let (kind, name) = self.check(&mut request).map_err(refused)?;
         // A key names a change: it matters to mutations only (queries change nothing).
         let idempotency = key
             .filter(|_| kind == OperationType::Mutation)
@@ -207,6 +269,7 @@ impl Pipeline {
             permit,
             deadline,
             idempotency,
+            name,
         })
     }
 
@@ -218,18 +281,23 @@ impl Pipeline {
             permit,
             deadline,
             idempotency,
+            name,
         } = prepared;
+        let started = tokio::time::Instant::now();
         let mut request = request.data(caller.viewer);
         if let Some(idempotency) = idempotency {
             request = request.data(idempotency);
         }
         if kind == OperationType::Subscription {
             let Some(live) = &self.live else {
-                return Started::Done(Outcome::Refused(refusal(
+                let outcome = Outcome::Refused(refusal(
                     "subscriptions are turned off on this server",
                     ErrorCode::ServiceUnavailable,
-                )));
+                ));
+                outcome.observe(name.as_deref(), Some(kind), None);
+                return Started::Done(outcome);
             };
+            crate::metrics::operation(name.as_deref(), kind_label(Some(kind)), "subscribed", None);
             let stream = self.schema.execute_stream(request.data(live.loaders()));
             // The stream validates the document and starts the subscription when first
             // polled: hold the permit until then.
@@ -257,12 +325,13 @@ impl Pipeline {
             }
         };
         drop(permit);
+        outcome.observe(name.as_deref(), Some(kind), Some(started.elapsed()));
         Started::Done(outcome)
     }
 
     /// Steps 2 to 5: size, nesting, parse, operation, limits. The parsed document goes
     /// into the request, so that async-graphql does not parse it again.
-    fn check(&self, request: &mut Request) -> Result<OperationType, ServerError> {
+    fn check(&self, request: &mut Request) -> Result<(OperationType, Option<String>), ServerError> {
         let query = &request.query;
         if query.len() > self.limits.max_bytes {
             return Err(coded(
@@ -291,8 +360,9 @@ impl Pipeline {
         self.limits
             .check(&document, &request.variables, &operation.node, &self.types)?;
         super::variables::coerce(&operation.node, &request.variables, &self.types)?;
+        let name = operation_name(request, &document);
         request.set_parsed_query(document);
-        Ok(kind)
+        Ok((kind, name))
     }
 }
 

@@ -234,6 +234,7 @@ fn event_stream(
             Ok(event) => Some((Ok(event), state)),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 state.done = true;
+                crate::metrics::subscriber_dropped();
                 let error = async_graphql::Error::new(format!(
                     "this subscription fell {missed} events behind and was ended; subscribe again"
                 ))

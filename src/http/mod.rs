@@ -80,7 +80,12 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ));
-    Router::new()
+    let mut routes = Router::new();
+    if settings.metrics {
+        crate::metrics::handle();
+        routes = routes.route("/metrics", get(metrics));
+    }
+    routes
         .route(
             "/graphql",
             get(ws::get_or_upgrade).post(graphql::post_graphql),
@@ -98,6 +103,17 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// The Prometheus scrape.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }
 
 /// The header that carries a request's id.

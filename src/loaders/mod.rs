@@ -249,6 +249,7 @@ impl Loader<UserId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+        crate::metrics::batch("users", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.users().by_id(keys).await
     }
@@ -259,6 +260,7 @@ impl Loader<PostId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
+        crate::metrics::batch("posts", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.posts().by_id(keys).await
     }
@@ -269,6 +271,7 @@ impl Loader<CommentId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
+        crate::metrics::batch("comments", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.comments().by_id(keys).await
     }
@@ -283,6 +286,7 @@ impl Loader<NodeId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[NodeId]) -> Result<HashMap<NodeId, Found>, AppError> {
+        crate::metrics::batch("nodes", keys.len());
         // Three keys an id: one in each table.
         self.1.spend((keys.len() * 3).div_ceil(MAX_BATCH))?;
         let ids: Vec<String> = keys.iter().map(|key| key.0.clone()).collect();
@@ -322,6 +326,7 @@ impl Loader<PageRequest<UserId>> for Pages {
         &self,
         keys: &[PageRequest<UserId>],
     ) -> Result<HashMap<PageRequest<UserId>, Self::Value>, AppError> {
+        crate::metrics::batch("user_posts", keys.len());
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0.posts().of_user(&k.parent, &k.window).await
@@ -338,6 +343,7 @@ impl Loader<PageRequest<PostId>> for Pages {
         &self,
         keys: &[PageRequest<PostId>],
     ) -> Result<HashMap<PageRequest<PostId>, Self::Value>, AppError> {
+        crate::metrics::batch("post_comments", keys.len());
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0.comments().of_post(&k.parent, &k.window).await

@@ -136,6 +136,7 @@ impl Storage {
                 )));
             }
             retries += 1;
+            crate::metrics::unprocessed_keys_retry();
             tokio::time::sleep(backoff(retries, BACKOFF_BASE, BACKOFF_CAP)).await;
         }
     }

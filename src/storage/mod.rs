@@ -138,7 +138,10 @@ impl Storage {
         if sdk_config.region().is_none() {
             anyhow::bail!("no AWS region is configured: set AWS_REGION");
         }
-        let mut storage = Self::from_client(Client::new(&sdk_config), tables);
+        let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+            .interceptor(CountRetries)
+            .build();
+        let mut storage = Self::from_client(Client::from_conf(config), tables);
         storage.streams = Some(aws_sdk_dynamodbstreams::Client::new(&sdk_config));
         Ok(storage)
     }
@@ -192,6 +195,58 @@ impl Storage {
         if let Some(cost) = &self.cost {
             cost.record(operation, consumed);
         }
+        // One request, labelled with its table (or `several`, for a batch or transaction
+        // across tables; `unknown` when DynamoDB reported no capacity, as for a failure).
+        let mut tables = consumed
+            .iter()
+            .filter_map(ConsumedCapacity::table_name)
+            .map(|name| self.tables.role(name));
+        let table = match (tables.next(), tables.next()) {
+            (Some(one), None) => one,
+            (Some(_), Some(_)) => "several",
+            (None, _) => "unknown",
+        };
+        crate::metrics::dynamodb_request(operation, table);
+        for each in consumed {
+            let role = each
+                .table_name()
+                .map_or("unknown", |name| self.tables.role(name));
+            crate::metrics::dynamodb_capacity(
+                operation,
+                role,
+                each.capacity_units().unwrap_or(0.0),
+            );
+        }
+    }
+}
+
+/// Counts the SDK's own retries of a request (throttling, dropped connections), for the
+/// `dynamodb_retries_total` metric.
+#[derive(Debug)]
+struct CountRetries;
+
+impl aws_sdk_dynamodb::config::Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_smithy_runtime_api::client::{orchestrator::Metadata, retries::RequestAttempts};
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|attempts| attempts.attempts() > 1)
+        {
+            let operation = cfg
+                .load::<Metadata>()
+                .map_or("unknown".to_owned(), |metadata| metadata.name().to_owned());
+            crate::metrics::retried(operation);
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +257,18 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    if let SdkError::ServiceError(service) = &err
+        && matches!(
+            service.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+            )
+        )
+    {
+        crate::metrics::throttled(operation);
+    }
     let unavailable = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true

@@ -63,6 +63,21 @@ impl Tables {
         })
     }
 
+    /// The role of a table of this deployment (`users`, `posts`, …), as metrics label it:
+    /// a bounded set, whatever the deployment's names.
+    pub fn role(&self, name: &str) -> &'static str {
+        [
+            (&self.users, "users"),
+            (&self.posts, "posts"),
+            (&self.comments, "comments"),
+            (&self.usernames, "usernames"),
+            (&self.idempotency, "idempotency"),
+        ]
+        .into_iter()
+        .find(|(table, _)| table.as_str() == name)
+        .map_or("other", |(_, role)| role)
+    }
+
     fn specs(&self) -> [TableSpec<'_>; 5] {
         [
             TableSpec {

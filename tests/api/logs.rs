@@ -3,6 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
+use blog_graphql::storage::Storage;
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -11,7 +12,7 @@ use tokio::{
 
 use crate::helpers::{free_port, fresh_tables};
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::new()
 }
@@ -19,7 +20,13 @@ fn http() -> reqwest::Client {
 /// `blog-graphql serve` as its own process on a test's tables, its standard error piped,
 /// answering on the returned port.
 async fn serve(log_format: Option<&str>) -> (Child, u16) {
-    let (config, _storage) = fresh_tables().await;
+    let (child, port, _storage) = serve_with_tables(log_format).await;
+    (child, port)
+}
+
+/// The same, with the storage of its tables, for the test to write to.
+pub(crate) async fn serve_with_tables(log_format: Option<&str>) -> (Child, u16, Storage) {
+    let (config, storage) = fresh_tables().await;
     let settings = config.storage;
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_blog-graphql"));
@@ -54,7 +61,7 @@ async fn serve(log_format: Option<&str>) -> (Child, u16) {
             .send()
             .await;
         if health.is_ok_and(|r| r.status().is_success()) {
-            return (child, port);
+            return (child, port, storage);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

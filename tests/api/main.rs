@@ -15,6 +15,7 @@ mod http;
 mod idempotency;
 mod live_events;
 mod logs;
+mod metrics;
 mod mutations;
 mod properties;
 mod proxy;

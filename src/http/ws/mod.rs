@@ -147,6 +147,7 @@ async fn serve(
     state: AppState,
     _permit: OwnedSemaphorePermit,
 ) {
+    let _open = crate::metrics::websocket();
     let (sink, mut source) = socket.split();
     let (outbox, mut queued) = mpsc::channel::<Outgoing>(OUTBOX);
     let live = state.live.clone();

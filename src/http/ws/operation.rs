@@ -120,6 +120,7 @@ impl Operation {
         match pipeline.run(prepared, caller).await {
             Started::Done(outcome) => self.done(outcome).await,
             Started::Stream(mut responses) => {
+                let _running = crate::metrics::subscription();
                 let mut first = true;
                 while let Some(response) = responses.next().await {
                     if first && is_request_error(&response) {
@@ -131,6 +132,7 @@ impl Operation {
                     if !self.next(response).await {
                         return;
                     }
+                    crate::metrics::event_delivered();
                 }
                 self.complete().await;
             }

@@ -85,6 +85,16 @@ enum Kind {
     Comments,
 }
 
+impl Kind {
+    /// The table's role, as metrics label it.
+    fn role(self) -> &'static str {
+        match self {
+            Self::Posts => "posts",
+            Self::Comments => "comments",
+        }
+    }
+}
+
 impl Storage {
     /// Starts reading the posts' and comments' streams until `shutdown` turns true.
     /// `None` for a storage without a streams client (one made in tests from a mock).

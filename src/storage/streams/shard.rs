@@ -129,6 +129,19 @@ impl ShardReader {
                     if delivered {
                         self.save(position.clone()).await;
                     }
+                    // How far behind the table the reader is: the age of the newest record.
+                    let newest = records
+                        .last()
+                        .and_then(|record| record.dynamodb())
+                        .and_then(|data| data.approximate_creation_date_time())
+                        .and_then(|at| SystemTime::try_from(*at).ok());
+                    if let Some(newest) = newest {
+                        let age = SystemTime::now().duration_since(newest).unwrap_or_default();
+                        crate::metrics::stream_lag(self.kind.role(), age);
+                    } else if records.is_empty() {
+                        // Caught up: nothing newer to read.
+                        crate::metrics::stream_lag(self.kind.role(), Duration::ZERO);
+                    }
                     match output.next_shard_iterator {
                         Some(next) => {
                             iterator = Some(next);
