@@ -40,6 +40,81 @@ impl App {
 
     /// Like [`App::build`], over a storage handle made elsewhere (tests inject faults so).
     pub async fn build_with_storage(config: &Config, storage: Storage) -> anyhow::Result<Self> {
+        let parts = Parts::new(config, storage);
+        let address = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        Ok(Self {
+            listener,
+            router: parts.router,
+            settings: config.http.clone(),
+            feed: parts.feed,
+            websockets: parts.websockets,
+            max_websockets: config.live.max_connections,
+            shutdown: parts.shutdown,
+        })
+    }
+
+    /// Serves the API as an AWS Lambda function, through the Lambda Runtime API, until
+    /// the runtime stops it: the same router, each invocation one HTTP request (API
+    /// Gateway HTTP or REST API events, or a function URL's). Subscriptions need a
+    /// long-running server and are off.
+    pub async fn serve_lambda(mut config: Config) -> anyhow::Result<()> {
+        config.live.enabled = false;
+        let storage = Storage::connect(&config.storage).await?;
+        let parts = Parts::new(&config, storage);
+        let service = tower::ServiceBuilder::new()
+            .map_request(without_stage)
+            .service(parts.router);
+        lambda_http::run(service)
+            .await
+            .map_err(|err| anyhow::anyhow!("the Lambda runtime stopped: {err}"))
+    }
+
+    /// The port the listener is bound to (a free one when the configuration says 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Waits until the subscription feed reads both tables' streams (at once when
+    /// subscriptions are off): events written from then on reach subscribers.
+    pub async fn events_ready(&self) {
+        if let Some(feed) = &self.feed {
+            feed.ready().await;
+        }
+    }
+
+    /// Serves until `shutdown` completes; then subscriptions complete, WebSockets close,
+    /// and requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let signal = self.shutdown;
+        crate::http::serve(self.listener, self.router, &self.settings, async move {
+            shutdown.await;
+            let _ = signal.send(true);
+        })
+        .await?;
+        // WebSockets left the HTTP connections when they upgraded: wait for them too
+        // (each gives its permit back when it closes), a little.
+        let all = u32::try_from(self.max_websockets).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(WEBSOCKET_DRAIN, self.websockets.acquire_many(all)).await;
+        Ok(())
+    }
+}
+
+/// What a server is made of, whatever serves it: the router and what outlives requests.
+struct Parts {
+    router: axum::Router,
+    feed: Option<EventFeed>,
+    websockets: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Parts {
+    fn new(config: &Config, storage: Storage) -> Self {
         let limits = QueryLimits {
             introspection: config.query.introspection && !config.http.production,
             ..config.query
@@ -78,50 +153,44 @@ impl App {
             readiness: Arc::new(Readiness::default()),
             shutdown: signal,
         };
-        let address = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {address}"))?;
-        Ok(Self {
-            listener,
+        Self {
             router: router(state),
-            settings: config.http.clone(),
             feed,
             websockets,
-            max_websockets: config.live.max_connections,
             shutdown,
-        })
-    }
-
-    /// The port the listener is bound to (a free one when the configuration says 0).
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
-
-    /// Waits until the subscription feed reads both tables' streams (at once when
-    /// subscriptions are off): events written from then on reach subscribers.
-    pub async fn events_ready(&self) {
-        if let Some(feed) = &self.feed {
-            feed.ready().await;
         }
     }
+}
 
-    /// Serves until `shutdown` completes; then subscriptions complete, WebSockets close,
-    /// and requests in flight finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let signal = self.shutdown;
-        crate::http::serve(self.listener, self.router, &self.settings, async move {
-            shutdown.await;
-            let _ = signal.send(true);
-        })
-        .await?;
-        // WebSockets left the HTTP connections when they upgraded: wait for them too
-        // (each gives its permit back when it closes), a little.
-        let all = u32::try_from(self.max_websockets).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(WEBSOCKET_DRAIN, self.websockets.acquire_many(all)).await;
-        Ok(())
+/// A Lambda request's path as the API names it: `lambda_http` puts an API Gateway stage
+/// in front (`/prod/graphql`), which the routes know nothing of.
+fn without_stage(mut request: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::{RequestExt, request::RequestContext};
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|stage| stage != "$default") else {
+        return request;
+    };
+    let uri = request.uri();
+    let Some(path) = uri.path().strip_prefix(&format!("/{stage}")) else {
+        return request;
+    };
+    if !path.starts_with('/') {
+        return request;
     }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(path_and_query) = path_and_query.parse() {
+        parts.path_and_query = Some(path_and_query);
+    }
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
 }

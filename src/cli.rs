@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the GraphQL API.
     Serve(Box<ServeArgs>),
+    /// Serve the GraphQL API as an AWS Lambda function (API Gateway HTTP or REST API, or a
+    /// function URL), through the Lambda Runtime API; subscriptions are off.
+    Lambda(Box<ServeArgs>),
     /// Create the tables and their indexes if they are missing, and wait until they are ACTIVE.
     CreateTables(TablesArgs),
     /// Write demo users, posts and comments (creates the tables first if needed).

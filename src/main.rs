@@ -35,6 +35,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "serving GraphQL on /graphql");
             app.run(shutdown_signal()).await?;
         }
+        Command::Lambda(args) => App::serve_lambda(Config::try_from(*args)?).await?,
         Command::CreateTables(args) => {
             let storage = Storage::connect(&args.dynamo.settings()).await?;
             storage.create_tables().await?;

@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod idempotency;
+mod lambda;
 mod live_events;
 mod logs;
 mod metrics;
