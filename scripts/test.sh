@@ -19,8 +19,9 @@ scripts/dynamodb-local.sh install
 step "Installing the client tools (npm packages, Chromium)"
 scripts/clients.sh install
 
-step "Installing promtool"
+step "Installing promtool and cfn-lint"
 scripts/promtool.sh install
+scripts/cfn-lint.sh install
 
 step "Checking formatting (cargo fmt)"
 cargo fmt --all -- --check

@@ -17,7 +17,13 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Lambda runs a custom runtime's `bootstrap` without arguments: that is `lambda`.
+    let cli =
+        if std::env::args_os().len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            Cli::parse_from(["blog-graphql", "lambda"])
+        } else {
+            Cli::parse()
+        };
     telemetry::init();
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ mod clients;
 mod concurrency;
 mod cost;
 mod davinci;
+mod deploy;
 mod exactly_once;
 mod faults;
 mod frontend;
