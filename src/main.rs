@@ -24,8 +24,10 @@ async fn main() -> ExitCode {
         } else {
             Cli::parse()
         };
-    telemetry::init();
-    match run(cli.command).await {
+    let telemetry = telemetry::init();
+    let result = run(cli.command).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

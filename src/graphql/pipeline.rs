@@ -27,6 +27,7 @@ use async_graphql::{
 };
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use super::{
     AppSchema,
@@ -304,7 +305,14 @@ impl Pipeline {
             return Started::Stream(HoldUntilFirstPoll::new(stream, permit).boxed());
         }
         let request = request.data(Arc::new(Loaders::new(caller.storage)));
-        let outcome = match tokio::time::timeout_at(deadline, self.schema.execute(request)).await {
+        let span = tracing::info_span!(
+            "graphql",
+            otel.name = %format!("{} {}", kind_label(Some(kind)), name.as_deref().unwrap_or("anonymous")),
+            graphql.operation.type = kind_label(Some(kind)),
+            graphql.operation.name = name.as_deref().unwrap_or_default(),
+        );
+        let execution = self.schema.execute(request).instrument(span);
+        let outcome = match tokio::time::timeout_at(deadline, execution).await {
             Ok(response) => Outcome::Ran(response),
             Err(_) if kind == OperationType::Mutation => {
                 // Cut off mid-write: what was written is written.

@@ -16,6 +16,7 @@ use std::{
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::{StreamExt, TryStreamExt, future::try_join_all};
+use tracing::Instrument;
 
 use crate::{
     domain::{Comment, CommentId, Post, PostId, User, UserId},
@@ -105,7 +106,19 @@ impl Loaders {
             source: T,
             delay: Duration,
         ) -> DataLoader<T, HashMapCache> {
-            DataLoader::with_cache(source, tokio::spawn, HashMapCache::default())
+            // A batch runs as a task of its own, in a span that is a child of the resolver
+            // that sent it (the operation's): its DynamoDB calls belong to the request's
+            // trace.
+            let spawn = |batch: futures::future::BoxFuture<'static, ()>| {
+                let span = tracing::info_span!(
+                    "dataloader",
+                    otel.name = "DataLoader batch",
+                    loader = tracing::field::Empty,
+                    keys = tracing::field::Empty,
+                );
+                tokio::spawn(batch.instrument(span))
+            };
+            DataLoader::with_cache(source, spawn, HashMapCache::default())
                 .max_batch_size(MAX_BATCH)
                 .delay(delay)
         }
@@ -249,7 +262,7 @@ impl Loader<UserId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
-        crate::metrics::batch("users", keys.len());
+        batch("users", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.users().by_id(keys).await
     }
@@ -260,7 +273,7 @@ impl Loader<PostId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[PostId]) -> Result<HashMap<PostId, Post>, AppError> {
-        crate::metrics::batch("posts", keys.len());
+        batch("posts", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.posts().by_id(keys).await
     }
@@ -271,7 +284,7 @@ impl Loader<CommentId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[CommentId]) -> Result<HashMap<CommentId, Comment>, AppError> {
-        crate::metrics::batch("comments", keys.len());
+        batch("comments", keys.len());
         self.1.spend(keys.len().div_ceil(MAX_BATCH))?;
         self.0.comments().by_id(keys).await
     }
@@ -286,7 +299,7 @@ impl Loader<NodeId> for Entities {
     type Error = AppError;
 
     async fn load(&self, keys: &[NodeId]) -> Result<HashMap<NodeId, Found>, AppError> {
-        crate::metrics::batch("nodes", keys.len());
+        batch("nodes", keys.len());
         // Three keys an id: one in each table.
         self.1.spend((keys.len() * 3).div_ceil(MAX_BATCH))?;
         let ids: Vec<String> = keys.iter().map(|key| key.0.clone()).collect();
@@ -326,7 +339,7 @@ impl Loader<PageRequest<UserId>> for Pages {
         &self,
         keys: &[PageRequest<UserId>],
     ) -> Result<HashMap<PageRequest<UserId>, Self::Value>, AppError> {
-        crate::metrics::batch("user_posts", keys.len());
+        batch("user_posts", keys.len());
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0.posts().of_user(&k.parent, &k.window).await
@@ -343,7 +356,7 @@ impl Loader<PageRequest<PostId>> for Pages {
         &self,
         keys: &[PageRequest<PostId>],
     ) -> Result<HashMap<PageRequest<PostId>, Self::Value>, AppError> {
-        crate::metrics::batch("post_comments", keys.len());
+        batch("post_comments", keys.len());
         self.1.spend(keys.len())?;
         load_pages(keys, |k| async move {
             self.0.comments().of_post(&k.parent, &k.window).await
@@ -424,4 +437,12 @@ impl Loader<CountRequest<PostId>> for Pages {
         })
         .await
     }
+}
+
+/// A batch of `size` keys of `loader`: counted in the metrics and named in its span.
+fn batch(loader: &'static str, size: usize) {
+    crate::metrics::batch(loader, size);
+    let span = tracing::Span::current();
+    span.record("loader", loader);
+    span.record("keys", size);
 }

@@ -12,6 +12,7 @@ mod cursor;
 mod edits;
 mod idempotency;
 mod items;
+mod observe;
 mod pages;
 mod posts;
 mod range;
@@ -139,7 +140,7 @@ impl Storage {
             anyhow::bail!("no AWS region is configured: set AWS_REGION");
         }
         let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
-            .interceptor(CountRetries)
+            .interceptor(observe::Observe)
             .build();
         let mut storage = Self::from_client(Client::from_conf(config), tables);
         storage.streams = Some(aws_sdk_dynamodbstreams::Client::new(&sdk_config));
@@ -217,36 +218,6 @@ impl Storage {
                 each.capacity_units().unwrap_or(0.0),
             );
         }
-    }
-}
-
-/// Counts the SDK's own retries of a request (throttling, dropped connections), for the
-/// `dynamodb_retries_total` metric.
-#[derive(Debug)]
-struct CountRetries;
-
-impl aws_sdk_dynamodb::config::Intercept for CountRetries {
-    fn name(&self) -> &'static str {
-        "CountRetries"
-    }
-
-    fn read_before_attempt(
-        &self,
-        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
-        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        use aws_smithy_runtime_api::client::{orchestrator::Metadata, retries::RequestAttempts};
-        if cfg
-            .load::<RequestAttempts>()
-            .is_some_and(|attempts| attempts.attempts() > 1)
-        {
-            let operation = cfg
-                .load::<Metadata>()
-                .map_or("unknown".to_owned(), |metadata| metadata.name().to_owned());
-            crate::metrics::retried(operation);
-        }
-        Ok(())
     }
 }
 

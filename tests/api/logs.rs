@@ -20,12 +20,15 @@ pub(crate) fn http() -> reqwest::Client {
 /// `blog-graphql serve` as its own process on a test's tables, its standard error piped,
 /// answering on the returned port.
 async fn serve(log_format: Option<&str>) -> (Child, u16) {
-    let (child, port, _storage) = serve_with_tables(log_format).await;
+    let (child, port, _storage) = serve_with_tables(log_format, &[]).await;
     (child, port)
 }
 
 /// The same, with the storage of its tables, for the test to write to.
-pub(crate) async fn serve_with_tables(log_format: Option<&str>) -> (Child, u16, Storage) {
+pub(crate) async fn serve_with_tables(
+    log_format: Option<&str>,
+    environment: &[(&str, &str)],
+) -> (Child, u16, Storage) {
     let (config, storage) = fresh_tables().await;
     let settings = config.storage;
     let port = free_port();
@@ -53,6 +56,7 @@ pub(crate) async fn serve_with_tables(log_format: Option<&str>) -> (Child, u16, 
         Some(format) => command.env("LOG_FORMAT", format),
         None => command.env_remove("LOG_FORMAT"),
     };
+    command.envs(environment.iter().copied());
     let child = command.spawn().expect("the server starts");
     let client = http();
     for _ in 0..100 {
@@ -88,7 +92,7 @@ async fn query(port: u16, request_id: Option<&str>) -> String {
 }
 
 /// The process's log lines until `done` holds for one, or a few seconds pass.
-async fn lines_until(child: &mut Child, done: impl Fn(&str) -> bool) -> Vec<String> {
+pub(crate) async fn lines_until(child: &mut Child, done: impl Fn(&str) -> bool) -> Vec<String> {
     let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
     let mut lines = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

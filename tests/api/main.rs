@@ -26,6 +26,7 @@ mod schema;
 mod subscriptions;
 mod tokens;
 mod tools;
+mod traces;
 mod websockets;
 mod writes;
 mod ws_client;

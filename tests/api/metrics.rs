@@ -68,7 +68,7 @@ fn growth(before: &str, after: &str, series: &[&str]) -> Vec<(String, f64)> {
 
 #[tokio::test]
 async fn the_canonical_operations_add_what_they_must_and_promtool_accepts_the_scrape() {
-    let (_child, port, storage) = serve_with_tables(None).await;
+    let (_child, port, storage) = serve_with_tables(None, &[]).await;
     blog_graphql::seed::seed(&storage).await.expect("demo data");
     let secret = "a-secret-of-sixteen-bytes-at-least"
         .parse()
