@@ -6,7 +6,10 @@
 //! with the SDK's own variables for the rest (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
 //! `OTEL_EXPORTER_OTLP_HEADERS`, …); off otherwise.
 
-use std::io::IsTerminal;
+use std::{
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use opentelemetry::{
     propagation::Extractor,
@@ -15,6 +18,14 @@ use opentelemetry::{
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Whether traces are exported: spans that only traces read are made then only.
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces.
+pub fn tracing() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
 
 /// What has to be flushed before the process ends.
 #[must_use = "call `shutdown` before the process ends, or spans are lost"]
@@ -49,6 +60,7 @@ pub fn init() -> Telemetry {
     };
     let (traces, provider, failed) = match tracer_provider() {
         Ok(Some(provider)) => {
+            TRACING.store(true, Ordering::Relaxed);
             let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)

@@ -48,6 +48,10 @@ impl Intercept for Observe {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Without traces, no span, and no reading of bodies.
+        if !crate::telemetry::tracing() {
+            return Ok(());
+        }
         // Named once the request is serialized (`read_before_attempt`).
         let span = tracing::info_span!(
             "dynamodb",
