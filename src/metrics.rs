@@ -38,6 +38,20 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was installed already; /metrics shows nothing");
         }
         describe();
+        // Histograms keep their samples until upkeep folds them in: without a scrape they
+        // would grow with every operation.
+        let upkeep = handle.clone();
+        let started = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(err) = started {
+            tracing::warn!(error = %err, "the metrics upkeep thread did not start");
+        }
         handle
     })
 }
@@ -105,7 +119,15 @@ fn describe() {
 /// The label value of an operation name: itself while the bound allows, else `other`.
 fn operation_label(name: Option<&str>) -> String {
     static NAMES: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let Some(name) = name.filter(|name| !name.is_empty()) else {
+    // A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`) of at most 64 characters, or `other`.
+    let Some(name) = name.filter(|name| {
+        let mut chars = name.chars();
+        name.len() <= 64
+            && chars
+                .next()
+                .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+            && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    }) else {
         return OTHER.to_owned();
     };
     let mut names = NAMES

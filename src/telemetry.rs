@@ -49,7 +49,7 @@ pub fn init() -> Telemetry {
         fmt::layer()
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_writer(std::io::stderr)
             .boxed()
     } else {
@@ -71,9 +71,16 @@ pub fn init() -> Telemetry {
         Ok(None) => (None, None, None),
         Err(err) => (None, None, Some(err)),
     };
+    // Each layer filters for itself: `RUST_LOG` says what is logged, never what is traced.
+    let traces = traces.map(|layer| {
+        layer.with_filter(
+            EnvFilter::new("info")
+                .add_directive("hyper=off".parse().expect("a directive"))
+                .add_directive("reqwest=off".parse().expect("a directive")),
+        )
+    });
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(traces)
         .init();
     if let Some(err) = failed {

@@ -227,9 +227,9 @@ impl Pipeline {
     /// against its own per-connection limit) calls this, then [`Pipeline::run`].
     #[allow(clippy::result_large_err)] // see `Started`
     pub fn prepare(&self, request: Request, transport: Transport) -> Result<Prepared, Outcome> {
-        let named = request.operation_name.clone();
+        // Refused before its document was read: its name is not one the metrics trust.
         self.guard(request, transport).inspect_err(|refused| {
-            refused.observe(named.as_deref(), None, None);
+            refused.observe(None, None, None);
         })
     }
 

@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(axum::middleware::map_request(plain_request_id))
         .with_state(state)
 }
 
@@ -118,6 +119,25 @@ async fn metrics() -> impl axum::response::IntoResponse {
 
 /// The header that carries a request's id.
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Keeps a client's `x-request-id` only when it is a plain token (letters, digits, `.`,
+/// `_`, `:`, `-`, at most 128): anything else would go into every log line of the
+/// request as it is, so it is replaced by a fresh id.
+async fn plain_request_id(
+    mut request: axum::http::Request<axum::body::Body>,
+) -> axum::http::Request<axum::body::Body> {
+    let plain = request.headers().get(&REQUEST_ID).is_none_or(|id| {
+        let id = id.as_bytes();
+        (1..=128).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    });
+    if !plain {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
 
 /// The span of one request: its method, path and id.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
@@ -149,6 +169,9 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::ACCEPT,
             HeaderName::from_static("x-dynamodb-cost"),
             HeaderName::from_static(graphql::IDEMPOTENCY_HEADER),
+            REQUEST_ID.clone(),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
         ])
         .expose_headers([REQUEST_ID.clone()])
         .max_age(std::time::Duration::from_secs(3600));

@@ -407,6 +407,7 @@ impl Loader<CountRequest<UserId>> for Pages {
         &self,
         keys: &[CountRequest<UserId>],
     ) -> Result<HashMap<CountRequest<UserId>, i64>, AppError> {
+        batch("user_post_counts", keys.len());
         self.1.spend(count_cost(keys))?;
         load_counts(keys, |k| async move {
             if k.range.is_everything() {
@@ -427,6 +428,7 @@ impl Loader<CountRequest<PostId>> for Pages {
         &self,
         keys: &[CountRequest<PostId>],
     ) -> Result<HashMap<CountRequest<PostId>, i64>, AppError> {
+        batch("post_comment_counts", keys.len());
         self.1.spend(count_cost(keys))?;
         load_counts(keys, |k| async move {
             if k.range.is_everything() {

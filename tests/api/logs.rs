@@ -112,6 +112,12 @@ async fn json_log_lines_carry_the_request_id_which_the_answer_names() {
     assert_eq!(query(port, Some("order-4711")).await, "order-4711");
     let made = query(port, None).await;
     assert!(uuid::Uuid::parse_str(&made).is_ok(), "a new UUID: {made}");
+    // An id that is not a plain token would go into every log line as it is: replaced.
+    let replaced = query(port, Some("x path=/admin")).await;
+    assert!(
+        uuid::Uuid::parse_str(&replaced).is_ok(),
+        "replaced: {replaced}"
+    );
     let lines = lines_until(&mut child, |line| line.contains(&made)).await;
     let parsed: Vec<Value> = lines
         .iter()
