@@ -16,6 +16,12 @@ impl ScalarType for DateTime {
         }
     }
 
+    /// Checked when a document or its variables are validated, so that a malformed time
+    /// is a client's error (`GRAPHQL_VALIDATION_FAILED`), never one of execution.
+    fn is_valid(value: &Value) -> bool {
+        matches!(value, Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok())
+    }
+
     fn to_value(&self) -> Value {
         Value::String(self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
     }

@@ -214,3 +214,36 @@ async fn an_empty_or_inverted_range_is_never_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_malformed_time_is_a_validation_error_on_every_transport() {
+    use crate::hardening::{TRANSPORTS, codes_of, errors_via};
+    let app = spawn_app().await;
+    app.add_user("u1", "alice").await;
+    for via in TRANSPORTS {
+        let literal = errors_via(
+            &app,
+            via,
+            "{ user(id: \"u1\") { posts(createdAfter: \"not a time\") { nodes { id } } } }",
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(
+            codes_of(&literal),
+            ["GRAPHQL_VALIDATION_FAILED"],
+            "{via:?}: {literal:?}"
+        );
+        let variable = errors_via(
+            &app,
+            via,
+            "query($t: DateTime) { user(id: \"u1\") { posts(createdBefore: $t) { nodes { id } } } }",
+            serde_json::json!({ "t": "2026-13-45" }),
+        )
+        .await;
+        assert_eq!(
+            codes_of(&variable),
+            ["GRAPHQL_VALIDATION_FAILED"],
+            "{via:?}: {variable:?}"
+        );
+    }
+}
