@@ -304,14 +304,15 @@ impl Pipeline {
             // polled: hold the permit until then.
             return Started::Stream(HoldUntilFirstPoll::new(stream, permit).boxed());
         }
-        let request = request.data(Arc::new(Loaders::new(caller.storage)));
+        let loaders = Arc::new(Loaders::new(caller.storage));
+        let request = request.data(loaders.clone());
         let span = tracing::info_span!(
             "graphql",
             otel.name = %format!("{} {}", kind_label(Some(kind)), name.as_deref().unwrap_or("anonymous")),
             graphql.operation.type = kind_label(Some(kind)),
             graphql.operation.name = name.as_deref().unwrap_or_default(),
         );
-        let execution = self.schema.execute(request).instrument(span);
+        let execution = loaders.run(self.schema.execute(request)).instrument(span);
         let outcome = match tokio::time::timeout_at(deadline, execution).await {
             Ok(response) => Outcome::Ran(response),
             Err(_) if kind == OperationType::Mutation => {

@@ -11,11 +11,15 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    task::Waker,
     time::Duration,
 };
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use futures::{StreamExt, TryStreamExt, future::try_join_all};
+use futures::{
+    FutureExt, StreamExt, TryStreamExt,
+    future::{BoxFuture, try_join_all},
+};
 use tracing::Instrument;
 
 use crate::{
@@ -48,18 +52,20 @@ pub struct CountRequest<P> {
 /// One request's DataLoaders: every id and every page it asks for, batched and cached.
 pub struct Loaders {
     storage: Storage,
+    /// When a request's batches go out; `None` for an event's loaders, which go after
+    /// [`EVENT_DELAY`].
+    dispatch: Option<Arc<Dispatch>>,
     /// Users, posts and comments by id (the DataLoader keeps one batch per key type).
     entities: DataLoader<Entities, HashMapCache>,
     /// Pages of `user.posts` and `post.comments`, and their counts.
     pages: DataLoader<Pages, HashMapCache>,
 }
 
-/// How long a loader waits for more keys before it sends a batch: async-graphql's default
-/// within one request, where the resolvers of a level run together.
-const REQUEST_DELAY: Duration = Duration::from_millis(1);
-/// The same for an event's loaders, which every subscriber of the instance shares: their
-/// resolvers start together when the event arrives, but a few hundred of them take a few
-/// milliseconds to all ask, and each that comes after a batch left would send another.
+/// How long an event's loaders wait for more keys before they send a batch. Every
+/// subscriber of the instance shares them: their resolvers start together when the event
+/// arrives, but a few hundred of them take a few milliseconds to all ask, and each that
+/// comes after a batch left would send another. (A request's loaders wait for no clock:
+/// see [`Dispatch`].)
 const EVENT_DELAY: Duration = Duration::from_millis(10);
 /// The most DynamoDB requests one event may cause on an instance, for all its
 /// subscriptions together. Shared loads make the usual event cost one or two; the budget
@@ -89,43 +95,82 @@ impl Budget {
 }
 
 impl Loaders {
-    /// Loaders for one request.
+    /// Loaders for one request. Their batches go out when [`Loaders::run`] sees the
+    /// request wait.
     pub fn new(storage: Storage) -> Self {
-        Self::with(storage, REQUEST_DELAY, Budget::default())
+        let dispatch = Arc::new(Dispatch::default());
+        let queue = dispatch.clone();
+        Self::with(
+            storage,
+            Duration::ZERO,
+            Budget::default(),
+            Some(dispatch),
+            move |batch| {
+                queue.queue(batch);
+            },
+        )
     }
 
     /// Loaders for one event, shared by every subscription that resolves it (see
     /// `graphql::subscription::EventLoaders`), within [`EVENT_BUDGET`].
     pub fn for_events(storage: Storage) -> Self {
         let budget = Budget(Some(Arc::new(AtomicUsize::new(EVENT_BUDGET))));
-        Self::with(storage, EVENT_DELAY, budget)
+        Self::with(storage, EVENT_DELAY, budget, None, |batch| {
+            tokio::spawn(batch);
+        })
     }
 
-    fn with(storage: Storage, delay: Duration, budget: Budget) -> Self {
+    fn with(
+        storage: Storage,
+        delay: Duration,
+        budget: Budget,
+        dispatch: Option<Arc<Dispatch>>,
+        start: impl Fn(BoxFuture<'static, ()>) + Clone + Send + Sync + 'static,
+    ) -> Self {
         fn loader<T: Send + Sync + 'static>(
             source: T,
             delay: Duration,
+            start: impl Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
         ) -> DataLoader<T, HashMapCache> {
             // A batch runs as a task of its own, in a span that is a child of the resolver
             // that sent it (the operation's): its DynamoDB calls belong to the request's
             // trace.
-            let spawn = |batch: futures::future::BoxFuture<'static, ()>| {
+            let spawn = move |batch: BoxFuture<'static, ()>| {
                 let span = tracing::info_span!(
                     "dataloader",
                     otel.name = "DataLoader batch",
                     loader = tracing::field::Empty,
                     keys = tracing::field::Empty,
                 );
-                tokio::spawn(batch.instrument(span))
+                start(batch.instrument(span).boxed());
             };
             DataLoader::with_cache(source, spawn, HashMapCache::default())
                 .max_batch_size(MAX_BATCH)
                 .delay(delay)
         }
         Self {
-            entities: loader(Entities(storage.clone(), budget.clone()), delay),
-            pages: loader(Pages(storage.clone(), budget), delay),
+            entities: loader(
+                Entities(storage.clone(), budget.clone()),
+                delay,
+                start.clone(),
+            ),
+            pages: loader(Pages(storage.clone(), budget), delay, start),
             storage,
+            dispatch,
+        }
+    }
+
+    /// Runs a request's execution (`work`, which resolves through these loaders).
+    ///
+    /// Its batches go out level by level, with no clock: whenever `work` waits (every
+    /// resolver that could run has run and asked for what it needs) and none of its
+    /// batches is still out, every batch asked for goes out at once. A level's keys are
+    /// all known by then, so each batch is as large as it can be; and a batch waits for
+    /// no timer, only for the level before it.
+    pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        match &self.dispatch {
+            Some(dispatch) => dispatch.run(work).await,
+            None => work.await,
         }
     }
 
@@ -245,6 +290,95 @@ impl Loaders {
         self.entities
             .feed_many(posts.into_iter().map(|p| (p.id.clone(), p)))
             .await;
+    }
+}
+
+/// The batches of one request: queued as its resolvers ask, and sent by [`Loaders::run`].
+#[derive(Default)]
+struct Dispatch(std::sync::Mutex<Batches>);
+
+#[derive(Default)]
+struct Batches {
+    /// Batches asked for and not sent yet.
+    queued: Vec<BoxFuture<'static, ()>>,
+    /// Batches sent and not finished.
+    out: usize,
+    /// Wakes the request when its last batch out finishes with batches queued.
+    waker: Option<Waker>,
+}
+
+impl Dispatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batches> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `work`, sending what it queued whenever it waits.
+    async fn run<F: Future>(self: &Arc<Self>, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            self.waiting(cx.waker());
+            let poll = work.as_mut().poll(cx);
+            if poll.is_pending() {
+                self.flush();
+            }
+            poll
+        })
+        .await
+    }
+
+    fn queue(&self, batch: BoxFuture<'static, ()>) {
+        self.lock().queued.push(batch);
+    }
+
+    fn waiting(&self, waker: &Waker) {
+        let mut batches = self.lock();
+        if !batches.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            batches.waker = Some(waker.clone());
+        }
+    }
+
+    /// Sends what is queued, unless a batch is still out: what it brings may ask for
+    /// more of the same, which then goes in the same batch.
+    fn flush(self: &Arc<Self>) {
+        let batches = {
+            let mut batches = self.lock();
+            if batches.out > 0 || batches.queued.is_empty() {
+                return;
+            }
+            batches.out = batches.queued.len();
+            std::mem::take(&mut batches.queued)
+        };
+        for batch in batches {
+            let done = Finished(self.clone());
+            tokio::spawn(async move {
+                batch.await;
+                drop(done);
+            });
+        }
+    }
+}
+
+/// Marks a batch finished when dropped (also if it panics, or the runtime drops it), and
+/// wakes the request if it was the last one out and more are queued: the request may
+/// have polled while it was still out, and then it sent nothing.
+struct Finished(Arc<Dispatch>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let waker = {
+            let mut batches = self.0.lock();
+            batches.out = batches.out.saturating_sub(1);
+            if batches.out == 0 && !batches.queued.is_empty() {
+                batches.waker.clone()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -447,4 +581,87 @@ fn batch(loader: &'static str, size: usize) {
     let span = tracing::Span::current();
     span.record("loader", loader);
     span.record("keys", size);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::channel::oneshot;
+
+    use super::*;
+
+    /// A batch named `name` that notes when it starts, waits for `gate`, then answers.
+    fn batch(
+        started: &Arc<Mutex<Vec<&'static str>>>,
+        name: &'static str,
+        gate: oneshot::Receiver<()>,
+        answer: oneshot::Sender<()>,
+    ) -> BoxFuture<'static, ()> {
+        let started = started.clone();
+        async move {
+            started.lock().expect("not poisoned").push(name);
+            _ = gate.await;
+            _ = answer.send(());
+        }
+        .boxed()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_asked_for_while_another_is_out_goes_when_that_one_is_done() {
+        let dispatch = Arc::new(Dispatch::default());
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (open_a, gate_a) = oneshot::channel();
+        let (finish, finish_a) = oneshot::channel::<()>();
+        let (answer_a, a) = oneshot::channel();
+        let (open_b, gate_b) = oneshot::channel();
+        let (answer_b, b) = oneshot::channel();
+        let (a_is_out, a_out) = oneshot::channel::<()>();
+        _ = open_b.send(());
+        // `a` is asked for first; `b` by another resolver once `a` is out.
+        let a_batch = {
+            let started = started.clone();
+            async move {
+                started.lock().expect("not poisoned").push("a");
+                _ = a_is_out.send(());
+                _ = gate_a.await;
+                _ = answer_a.send(());
+                // Answered, but not done yet (as when a batch records its figures).
+                _ = finish_a.await;
+            }
+        };
+        dispatch.queue(a_batch.boxed());
+        let work = {
+            let dispatch = dispatch.clone();
+            let started = started.clone();
+            async move {
+                let later = async {
+                    // Once `a` is out, asks for `b`.
+                    _ = a_out.await;
+                    dispatch.queue(batch(&started, "b", gate_b, answer_b));
+                    _ = b.await;
+                };
+                let (answered, ()) = futures::join!(a, later);
+                answered.expect("`a` answers");
+            }
+        };
+        let running = tokio::spawn({
+            let dispatch = dispatch.clone();
+            async move { dispatch.run(work).await }
+        });
+        // `a` went out with no clock; `b` is not sent while `a` is out, even once `a`
+        // has answered.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*started.lock().expect("not poisoned"), ["a"]);
+        _ = open_a.send(());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*started.lock().expect("not poisoned"), ["a"]);
+        // `a` is done after the work last waited: `b` goes out all the same.
+        _ = finish.send(());
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the work ends once `a` is done and `b` is sent")
+            .expect("no panic");
+        assert_eq!(*started.lock().expect("not poisoned"), ["a", "b"]);
+    }
 }
