@@ -2,6 +2,7 @@
 
 mod context;
 mod cursor;
+mod documents;
 pub mod error;
 pub mod limits;
 mod mutation;

@@ -8,7 +8,7 @@
 //!    bytes are still arriving); none free is `SERVICE_UNAVAILABLE` at once;
 //! 2. the document's size, and its nesting as GraphQL's lexer reads it, before any parse
 //!    (the parser recurses once per level);
-//! 3. one parse;
+//! 3. one parse (none for a text parsed recently: see `documents`);
 //! 4. the operation to run, and whether the transport may carry it;
 //! 5. the limits: nesting, depth, fields, and cost with variable defaults applied;
 //! 6. async-graphql's validation and execution, within the request timeout.
@@ -32,6 +32,7 @@ use tracing::Instrument;
 use super::{
     AppSchema,
     context::Idempotency,
+    documents::Documents,
     error::{coded, with_code},
     limits::{self, FieldTypes, RECURSION_LIMIT},
     nesting::nesting,
@@ -181,6 +182,8 @@ pub struct Pipeline {
     max_concurrent: usize,
     timeout: Duration,
     live: Option<Live>,
+    /// Parsed documents of recent query texts.
+    documents: Documents,
 }
 
 impl Pipeline {
@@ -201,6 +204,7 @@ impl Pipeline {
             max_concurrent,
             timeout,
             live,
+            documents: Documents::default(),
         }
     }
 
@@ -352,17 +356,26 @@ impl Pipeline {
                 ErrorCode::QueryTooComplex,
             ));
         }
-        let depth = nesting(query);
-        if depth > RECURSION_LIMIT {
-            return Err(coded(
-                format!(
-                    "the document nests brackets {depth} levels deep; the limit is {RECURSION_LIMIT}"
-                ),
-                ErrorCode::QueryTooComplex,
-            ));
-        }
-        let document = async_graphql::parser::parse_query(query)
-            .map_err(|err| with_code(err.into(), ErrorCode::GraphqlParseFailed))?;
+        let document = match self.documents.get(query) {
+            Some(document) => document,
+            None => {
+                let depth = nesting(query);
+                if depth > RECURSION_LIMIT {
+                    return Err(coded(
+                        format!(
+                            "the document nests brackets {depth} levels deep; the limit is {RECURSION_LIMIT}"
+                        ),
+                        ErrorCode::QueryTooComplex,
+                    ));
+                }
+                let document = Arc::new(
+                    async_graphql::parser::parse_query(query)
+                        .map_err(|err| with_code(err.into(), ErrorCode::GraphqlParseFailed))?,
+                );
+                self.documents.keep(query, document.clone());
+                document
+            }
+        };
         self.limits.check_operations(&document)?;
         let operation = limits::selected(&document, request.operation_name.as_deref())?;
         let kind = operation.node.ty;
@@ -370,7 +383,7 @@ impl Pipeline {
             .check(&document, &request.variables, &operation.node, &self.types)?;
         super::variables::coerce(&operation.node, &request.variables, &self.types)?;
         let name = operation_name(request, &document);
-        request.set_parsed_query(document);
+        request.set_parsed_query(ExecutableDocument::clone(&document));
         Ok((kind, name))
     }
 }
