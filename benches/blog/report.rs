@@ -249,6 +249,10 @@ fn name(workload: Workload) -> &'static str {
     }
 }
 
+fn rss(mb: Option<f64>) -> String {
+    mb.map_or("-".to_owned(), |mb| format!("{mb:.0}"))
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "not met" }
 }
@@ -264,13 +268,13 @@ pub(crate) fn markdown(rows: &[Row], requests: &[Requests], machine: &Value, how
         machine["memory_gib"]
     );
     out.push_str(
-        "| operation | conns | req/s server / floor | ÷ | p50 ms server / floor | p99 ms server / floor | ÷ | CPU ms/req server / floor | ÷ | errors server / floor | server peak RSS |\n\
+        "| operation | conns | req/s server / floor | ÷ | p50 ms server / floor | p99 ms server / floor | ÷ | CPU ms/req server / floor | ÷ | errors server / floor | peak RSS MB server / floor |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} / {:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} / {:.2} | {:.2} | {} / {} | {} |",
+            "| {} | {} | {:.0} / {:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} / {:.2} | {:.2} | {} / {} | {} / {} |",
             name(r.workload),
             r.connections,
             r.server.throughput,
@@ -286,9 +290,8 @@ pub(crate) fn markdown(rows: &[Row], requests: &[Requests], machine: &Value, how
             r.cpu_ratio,
             r.server.errors,
             r.floor.errors,
-            r.server
-                .peak_rss_mb
-                .map_or("-".to_owned(), |mb| format!("{mb:.0} MB")),
+            rss(r.server.peak_rss_mb),
+            rss(r.floor.peak_rss_mb),
         );
     }
     out.push_str("\n| operation | DynamoDB requests, server | floor |\n|---|---:|---:|\n");
