@@ -3,16 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, stream::BoxStream};
-
-use async_graphql::{
-    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-        NextValidation,
-    },
-    parser::types::ExecutableDocument,
-};
+use async_graphql::{ErrorExtensions, Response, ServerError, Value};
 
 use crate::error::{AppError, Entity, ErrorCode, Refusal, UNKNOWN_OUTCOME};
 
@@ -150,7 +141,7 @@ pub fn with_code(mut err: ServerError, code: ErrorCode) -> ServerError {
 /// An error that reached the response without a code came from no mapping of ours:
 /// the client's input was checked before execution, so it is a bug. It is logged with
 /// what it said, and the client gets a masked `INTERNAL_SERVER_ERROR`.
-fn coded_response(mut response: Response) -> Response {
+pub(super) fn coded_response(mut response: Response) -> Response {
     for error in &mut response.errors {
         log(error);
         if error_code(error).is_none() {
@@ -161,58 +152,6 @@ fn coded_response(mut response: Response) -> Response {
         }
     }
     response
-}
-
-/// Gives the errors that async-graphql raises by itself the contract's codes.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let response = next.run(ctx).await;
-        coded_response(response)
-    }
-
-    /// The same for every event of a subscription.
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(coded_response).boxed()
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, ErrorCode::GraphqlParseFailed))
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| with_code(e, ErrorCode::GraphqlValidationFailed))
-                .collect()
-        })
-    }
 }
 
 /// The code of a response's error, if it has one (for HTTP status decisions).

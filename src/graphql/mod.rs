@@ -24,13 +24,11 @@ pub use subscription::{Live, Subscription};
 /// The API's schema: its query, mutation and subscription roots.
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema with its extensions. The limits are the pipeline's (every operation goes
-/// through it); request data (the viewer, loaders) is added per operation; the schema
-/// itself holds no per-user state.
+/// The schema. The limits, the order of response fields and the errors' codes are the
+/// pipeline's (every operation goes through it); request data (the viewer, loaders) is
+/// added per operation; the schema itself holds no per-user state.
 pub fn build_schema(introspection: bool, live: Option<Live>) -> AppSchema {
     let mut builder = Schema::build(Query, Mutation, Subscription)
-        .extension(error::ErrorCodes)
-        .extension(order::FieldOrder)
         // The pipeline refuses deeper documents first; this keeps async-graphql's own
         // walk of a document bounded the same way.
         .limit_recursive_depth(limits::RECURSION_LIMIT);

@@ -3,69 +3,27 @@
 //! async-graphql 7 resolves an object's fields concurrently and writes each one as it
 //! completes, so `{ author { username } id }` may answer `id` first. The GraphQL spec
 //! has responses keep the selection order, and clients that diff responses as text
-//! depend on it; this extension keeps the request's parsed document and reorders the
-//! response by it after execution.
-
-use std::sync::{Arc, Mutex};
+//! depend on it; the pipeline reorders each response by the request's parsed document
+//! after execution.
 
 use async_graphql::{
-    Name, Response, ServerResult, Value, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery},
+    Name, Value,
     indexmap::IndexMap,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-pub(super) struct FieldOrder;
-
-impl ExtensionFactory for FieldOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        // One per request: it holds that request's document.
-        Arc::new(FieldOrderExtension::default())
-    }
-}
-
-#[derive(Default)]
-struct FieldOrderExtension {
-    document: Mutex<Option<ExecutableDocument>>,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for FieldOrderExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if let Ok(mut slot) = self.document.lock() {
-            *slot = Some(document.clone());
-        }
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        let document = self.document.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(document) = document {
-            let operation = document.operations.iter().find(|(name, _)| {
-                operation_name.is_none_or(|wanted| name.is_some_and(|n| n.as_str() == wanted))
-            });
-            if let Some((_, operation)) = operation {
-                reorder(
-                    &mut response.data,
-                    &[&operation.node.selection_set.node],
-                    &document,
-                );
-            }
-        }
-        response
+/// Puts `data`, the response to the operation `operation_name` of `document`, in the
+/// document's order.
+pub(super) fn in_selection_order(
+    data: &mut Value,
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) {
+    let operation = document.operations.iter().find(|(name, _)| {
+        operation_name.is_none_or(|wanted| name.is_some_and(|n| n.as_str() == wanted))
+    });
+    if let Some((_, operation)) = operation {
+        reorder(data, &[&operation.node.selection_set.node], document);
     }
 }
 

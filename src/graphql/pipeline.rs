@@ -153,6 +153,45 @@ pub struct Prepared {
     idempotency: Option<Idempotency>,
     /// The operation's name, for the metrics.
     name: Option<String>,
+    /// What every response of the operation goes through.
+    finish: Finish,
+}
+
+/// What [`Pipeline::check`] found out about a request's document.
+struct Checked {
+    kind: OperationType,
+    /// The operation's name, for the metrics.
+    name: Option<String>,
+    document: Arc<ExecutableDocument>,
+}
+
+/// The last step of every response (each event's, for a subscription): its fields in the
+/// order the document selected them, and every error with the contract's code. Done
+/// here rather than in schema extensions, as async-graphql runs every field of every
+/// query through the extensions' resolve chain once it has any.
+struct Finish {
+    document: Arc<ExecutableDocument>,
+    /// The operation the request named.
+    operation: Option<String>,
+}
+
+impl Finish {
+    fn response(&self, mut response: Response) -> Response {
+        if is_request_error(&response) {
+            // Parsing, the limits and the choice of operation ran before async-graphql
+            // did: what it refuses before running anything failed validation.
+            for error in &mut response.errors {
+                *error = with_code(error.clone(), ErrorCode::GraphqlValidationFailed);
+            }
+        } else {
+            super::order::in_selection_order(
+                &mut response.data,
+                &self.document,
+                self.operation.as_deref(),
+            );
+        }
+        super::error::coded_response(response)
+    }
 }
 
 impl Prepared {
@@ -251,7 +290,11 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let refused = |error| Outcome::Refused(Response::from_errors(vec![error]));
         let key = Idempotency::key_of(&request).map_err(refused)?;
-        let (kind, name) = self.check(&mut request).map_err(refused)?;
+        let Checked {
+            kind,
+            name,
+            document,
+        } = self.check(&mut request).map_err(refused)?;
         // A key names a change: it matters to mutations only (queries change nothing).
         let idempotency = key
             .filter(|_| kind == OperationType::Mutation)
@@ -269,6 +312,10 @@ impl Pipeline {
             )));
         }
         Ok(Prepared {
+            finish: Finish {
+                document,
+                operation: request.operation_name.clone(),
+            },
             request,
             kind,
             permit,
@@ -287,6 +334,7 @@ impl Pipeline {
             deadline,
             idempotency,
             name,
+            finish,
         } = prepared;
         let started = tokio::time::Instant::now();
         let mut request = request.data(caller.viewer);
@@ -303,7 +351,11 @@ impl Pipeline {
                 return Started::Done(outcome);
             };
             crate::metrics::operation(name.as_deref(), kind_label(Some(kind)), "subscribed", None);
-            let stream = self.schema.execute_stream(request.data(live.loaders()));
+            let stream = self
+                .schema
+                .execute_stream(request.data(live.loaders()))
+                .map(move |response| finish.response(response))
+                .boxed();
             // The stream validates the document and starts the subscription when first
             // polled: hold the permit until then.
             return Started::Stream(HoldUntilFirstPoll::new(stream, permit).boxed());
@@ -318,7 +370,7 @@ impl Pipeline {
         );
         let execution = loaders.run(self.schema.execute(request)).instrument(span);
         let outcome = match tokio::time::timeout_at(deadline, execution).await {
-            Ok(response) => Outcome::Ran(response),
+            Ok(response) => Outcome::Ran(finish.response(response)),
             Err(_) if kind == OperationType::Mutation => {
                 // Cut off mid-write: what was written is written.
                 tracing::warn!(timeout = ?self.timeout, "a mutation timed out");
@@ -344,7 +396,7 @@ impl Pipeline {
 
     /// Steps 2 to 5: size, nesting, parse, operation, limits. The parsed document goes
     /// into the request, so that async-graphql does not parse it again.
-    fn check(&self, request: &mut Request) -> Result<(OperationType, Option<String>), ServerError> {
+    fn check(&self, request: &mut Request) -> Result<Checked, ServerError> {
         let query = &request.query;
         if query.len() > self.limits.max_bytes {
             return Err(coded(
@@ -384,7 +436,11 @@ impl Pipeline {
         super::variables::coerce(&operation.node, &request.variables, &self.types)?;
         let name = operation_name(request, &document);
         request.set_parsed_query(ExecutableDocument::clone(&document));
-        Ok((kind, name))
+        Ok(Checked {
+            kind,
+            name,
+            document,
+        })
     }
 }
 
