@@ -15,11 +15,6 @@ use blog_graphql::{
 };
 use clap::Parser;
 
-/// mimalloc rather than the system's allocator: cheaper for the many small, short-lived
-/// values a request makes, and it returns memory rather than keeping it in arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     // Lambda runs a custom runtime's `bootstrap` without arguments: that is `lambda`.

@@ -36,10 +36,6 @@ use crate::{
     report::{Proc, RunResult},
 };
 
-/// The server's allocator: the floor gets every advantage the server has.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The server's and the benchmark's shared secret for tokens.
 const SECRET: &str = "benchmark-secret-not-for-production";
 const APP: &str = "bench";
