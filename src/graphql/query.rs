@@ -5,11 +5,11 @@ use super::{
     context::{loaders, nullable, viewer},
     types::{
         Comment, Node, Post, User,
-        connection::{Paging, Total, connection},
+        connection::{Paging, Position, Total, connection},
     },
 };
 use crate::{
-    domain::{AnyId, CommentId, PostId, UserId},
+    domain::{self, AnyId, CommentId, PostId, UserId},
     error::AppError,
     storage::{List, TimeRange},
 };
@@ -42,7 +42,7 @@ impl Query {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
-    ) -> Result<Connection<String, User, Total>> {
+    ) -> Result<Connection<Position<domain::User>, User, Total>> {
         let paging = Paging {
             first,
             after,
@@ -51,8 +51,8 @@ impl Query {
         };
         let range = TimeRange::default();
         let window = paging.window(List::Users, "", range.clone())?;
-        let page = loaders(ctx)?.users(&window).await?;
-        Ok(connection(&page, "", &range, Total::Users, |u| {
+        let page = std::sync::Arc::new(loaders(ctx)?.users(&window).await?);
+        Ok(connection(page, "", &range, Total::Users, |u| {
             User(u.clone())
         }))
     }

@@ -1,8 +1,10 @@
 //! Relay connections: the arguments every list takes, and the page and count it answers.
 
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Object, OutputType,
-    connection::{Connection, Edge},
+    connection::{Connection, CursorType, Edge},
 };
 
 use super::DateTime;
@@ -119,21 +121,56 @@ impl Total {
 /// A Relay connection over a page: every edge's cursor is its item's position, so a
 /// client may resume from any edge, not only the last or the first.
 pub(crate) fn connection<T, N>(
-    page: &Page<T>,
+    page: Arc<Page<T>>,
     parent: &str,
     range: &TimeRange,
     total: Total,
     node: impl Fn(&T) -> N,
-) -> Connection<String, N, Total>
+) -> Connection<Position<T>, N, Total>
 where
+    T: Send + Sync,
     N: OutputType,
 {
     let mut connection =
         Connection::with_additional_fields(page.has_previous_page, page.has_next_page, total);
-    connection.edges.extend(
-        page.items
-            .iter()
-            .map(|(key, item)| Edge::new(key.cursor(parent, range), node(item))),
-    );
+    let scope = Arc::new((parent.to_owned(), range.clone()));
     connection
+        .edges
+        .extend(page.items.iter().enumerate().map(|(index, (_, item))| {
+            let position = Position {
+                page: page.clone(),
+                index,
+                scope: scope.clone(),
+            };
+            Edge::new(position, node(item))
+        }));
+    connection
+}
+
+/// An edge's cursor, encoded only when a client reads it (an edge's `cursor`, or
+/// `startCursor`/`endCursor`): most queries read none, or one a page, and encoding one
+/// takes a dozen allocations.
+pub(crate) struct Position<T> {
+    page: Arc<Page<T>>,
+    index: usize,
+    /// The list's parent and time range, which every cursor of the page carries.
+    scope: Arc<(String, TimeRange)>,
+}
+
+impl<T> CursorType for Position<T> {
+    type Error = &'static str;
+
+    /// Never called: the `after` and `before` arguments are read by `cursor::decode`.
+    fn decode_cursor(_: &str) -> Result<Self, Self::Error> {
+        Err("a cursor is read by the list it came from")
+    }
+
+    fn encode_cursor(&self) -> String {
+        let (parent, range) = &*self.scope;
+        self.page
+            .items
+            .get(self.index)
+            .map(|(key, _)| key.cursor(parent, range))
+            .unwrap_or_default()
+    }
 }

@@ -3,7 +3,7 @@ use async_graphql::{Context, ID, Object, connection::Connection};
 
 use super::{
     Comment, DateTime, User,
-    connection::{Paging, Total, connection, time_range},
+    connection::{Paging, Position, Total, connection, time_range},
 };
 use crate::{
     domain,
@@ -80,7 +80,7 @@ impl Post {
         before: Option<String>,
         created_after: Option<DateTime>,
         created_before: Option<DateTime>,
-    ) -> Result<Connection<String, Comment, Total>> {
+    ) -> Result<Connection<Position<domain::Comment>, Comment, Total>> {
         let parent = self.0.id.as_str();
         let range = time_range(created_after, created_before)?;
         let paging = Paging {
@@ -100,7 +100,7 @@ impl Post {
             Some(count) if range.is_everything() => Total::Known(count),
             _ => Total::PostComments(self.0.id.clone(), range.clone()),
         };
-        Ok(connection(&page, parent, &range, total, |c| {
+        Ok(connection(page, parent, &range, total, |c| {
             Comment(c.clone())
         }))
     }

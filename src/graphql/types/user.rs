@@ -3,7 +3,7 @@ use async_graphql::{Context, ID, Object, connection::Connection};
 
 use super::{
     DateTime, Post,
-    connection::{Paging, Total, connection, time_range},
+    connection::{Paging, Position, Total, connection, time_range},
 };
 use crate::{
     domain,
@@ -50,7 +50,7 @@ impl User {
         before: Option<String>,
         created_after: Option<DateTime>,
         created_before: Option<DateTime>,
-    ) -> Result<Connection<String, Post, Total>> {
+    ) -> Result<Connection<Position<domain::Post>, Post, Total>> {
         let parent = self.0.id.as_str();
         let range = time_range(created_after, created_before)?;
         let paging = Paging {
@@ -70,8 +70,6 @@ impl User {
             Some(count) if range.is_everything() => Total::Known(count),
             _ => Total::UserPosts(self.0.id.clone(), range.clone()),
         };
-        Ok(connection(&page, parent, &range, total, |p| {
-            Post(p.clone())
-        }))
+        Ok(connection(page, parent, &range, total, |p| Post(p.clone())))
     }
 }
