@@ -364,10 +364,17 @@ impl Pipeline {
         let request = request.data(loaders.clone());
         let span = tracing::info_span!(
             "graphql",
-            otel.name = %format!("{} {}", kind_label(Some(kind)), name.as_deref().unwrap_or("anonymous")),
+            otel.name = tracing::field::Empty,
             graphql.operation.type = kind_label(Some(kind)),
             graphql.operation.name = name.as_deref().unwrap_or_default(),
         );
+        if crate::telemetry::tracing() {
+            let operation = name.as_deref().unwrap_or("anonymous");
+            span.record(
+                "otel.name",
+                format!("{} {operation}", kind_label(Some(kind))),
+            );
+        }
         let execution = loaders.run(self.schema.execute(request)).instrument(span);
         let outcome = match tokio::time::timeout_at(deadline, execution).await {
             Ok(response) => Outcome::Ran(finish.response(response)),

@@ -148,14 +148,20 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %id,
         trace_id = tracing::field::Empty,
     );
-    crate::telemetry::continue_trace(&span, request.headers());
+    if crate::telemetry::tracing() {
+        span.record(
+            "otel.name",
+            format!("{} {}", request.method(), request.uri().path()),
+        );
+        crate::telemetry::continue_trace(&span, request.headers());
+    }
     span
 }
 

@@ -132,17 +132,21 @@ impl Loaders {
             delay: Duration,
             start: impl Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
         ) -> DataLoader<T, HashMapCache> {
-            // A batch runs as a task of its own, in a span that is a child of the resolver
-            // that sent it (the operation's): its DynamoDB calls belong to the request's
-            // trace.
+            // When traces are exported, a batch runs in a span that is a child of the
+            // resolver that sent it (the operation's): its DynamoDB calls belong to the
+            // request's trace. Otherwise no span: nothing would read it.
             let spawn = move |batch: BoxFuture<'static, ()>| {
-                let span = tracing::info_span!(
-                    "dataloader",
-                    otel.name = "DataLoader batch",
-                    loader = tracing::field::Empty,
-                    keys = tracing::field::Empty,
-                );
-                start(batch.instrument(span).boxed());
+                if crate::telemetry::tracing() {
+                    let span = tracing::info_span!(
+                        "dataloader",
+                        otel.name = "DataLoader batch",
+                        loader = tracing::field::Empty,
+                        keys = tracing::field::Empty,
+                    );
+                    start(batch.instrument(span).boxed());
+                } else {
+                    start(batch);
+                }
             };
             DataLoader::with_cache(source, spawn, HashMapCache::default())
                 .max_batch_size(MAX_BATCH)
