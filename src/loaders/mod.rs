@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    task::Waker,
+    task::Poll,
     time::Duration,
 };
 
@@ -297,92 +297,53 @@ impl Loaders {
     }
 }
 
-/// The batches of one request: queued as its resolvers ask, and sent by [`Loaders::run`].
+/// The batches of one request: queued as its resolvers ask, and run by [`Loaders::run`]
+/// within the request's own task (no task to spawn, no thread to hand over to: a
+/// request's work and its batches never run apart).
 #[derive(Default)]
-struct Dispatch(std::sync::Mutex<Batches>);
-
-#[derive(Default)]
-struct Batches {
-    /// Batches asked for and not sent yet.
-    queued: Vec<BoxFuture<'static, ()>>,
-    /// Batches sent and not finished.
-    out: usize,
-    /// Wakes the request when its last batch out finishes with batches queued.
-    waker: Option<Waker>,
-}
+struct Dispatch(std::sync::Mutex<Vec<BoxFuture<'static, ()>>>);
 
 impl Dispatch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Batches> {
+    fn queue(&self, batch: BoxFuture<'static, ()>) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(batch);
     }
 
-    /// Runs `work`, sending what it queued whenever it waits.
-    async fn run<F: Future>(self: &Arc<Self>, work: F) -> F::Output {
+    fn take(&self) -> Vec<BoxFuture<'static, ()>> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Runs `work` and the batches it asks for. Whenever `work` waits and no batch is
+    /// out, what it queued goes out; while a batch is out, what is queued waits for it,
+    /// as what it brings may ask for more of the same, which then joins the same batch.
+    async fn run<F: Future>(&self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
+        let mut out = futures::stream::FuturesUnordered::new();
         std::future::poll_fn(|cx| {
-            self.waiting(cx.waker());
-            let poll = work.as_mut().poll(cx);
-            if poll.is_pending() {
-                self.flush();
+            loop {
+                // Batches first: what they answer, `work` reads next.
+                while let Poll::Ready(Some(())) = out.poll_next_unpin(cx) {}
+                if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                    return Poll::Ready(done);
+                }
+                if !out.is_empty() {
+                    return Poll::Pending;
+                }
+                let queued = self.take();
+                if queued.is_empty() {
+                    return Poll::Pending;
+                }
+                out.extend(queued);
             }
-            poll
         })
         .await
-    }
-
-    fn queue(&self, batch: BoxFuture<'static, ()>) {
-        self.lock().queued.push(batch);
-    }
-
-    fn waiting(&self, waker: &Waker) {
-        let mut batches = self.lock();
-        if !batches.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            batches.waker = Some(waker.clone());
-        }
-    }
-
-    /// Sends what is queued, unless a batch is still out: what it brings may ask for
-    /// more of the same, which then goes in the same batch.
-    fn flush(self: &Arc<Self>) {
-        let batches = {
-            let mut batches = self.lock();
-            if batches.out > 0 || batches.queued.is_empty() {
-                return;
-            }
-            batches.out = batches.queued.len();
-            std::mem::take(&mut batches.queued)
-        };
-        for batch in batches {
-            let done = Finished(self.clone());
-            tokio::spawn(async move {
-                batch.await;
-                drop(done);
-            });
-        }
-    }
-}
-
-/// Marks a batch finished when dropped (also if it panics, or the runtime drops it), and
-/// wakes the request if it was the last one out and more are queued: the request may
-/// have polled while it was still out, and then it sent nothing.
-struct Finished(Arc<Dispatch>);
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        let waker = {
-            let mut batches = self.0.lock();
-            batches.out = batches.out.saturating_sub(1);
-            if batches.out == 0 && !batches.queued.is_empty() {
-                batches.waker.clone()
-            } else {
-                None
-            }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
     }
 }
 
