@@ -8,10 +8,10 @@ use std::{
     collections::HashMap,
     hash::Hash,
     sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+        Arc, PoisonError,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    task::Poll,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -300,10 +300,20 @@ impl Loaders {
 /// The batches of one request: queued as its resolvers ask, and run by [`Loaders::run`]
 /// within the request's own task (no task to spawn, no thread to hand over to: a
 /// request's work and its batches never run apart).
-#[derive(Default)]
-struct Dispatch(std::sync::Mutex<Vec<BoxFuture<'static, ()>>>);
+struct Dispatch(std::sync::Mutex<Vec<BoxFuture<'static, ()>>>, Duration);
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self::holding(HOLD)
+    }
+}
 
 impl Dispatch {
+    /// A dispatch whose queued batches wait at most `hold` for the batches out.
+    fn holding(hold: Duration) -> Self {
+        Self(std::sync::Mutex::default(), hold)
+    }
+
     fn queue(&self, batch: BoxFuture<'static, ()>) {
         self.0
             .lock()
@@ -321,21 +331,55 @@ impl Dispatch {
     }
 
     /// Runs `work` and the batches it asks for. Whenever `work` waits and no batch is
-    /// out, what it queued goes out; while a batch is out, what is queued waits for it,
-    /// as what it brings may ask for more of the same, which then joins the same batch.
+    /// out, what it queued goes out; while a batch is out, what is queued waits for it
+    /// (what it brings may ask for more of the same, which then joins the same batch),
+    /// but never longer than its hold ([`HOLD`]).
+    ///
+    /// `work` "waits" when it returns `Pending` without having woken itself during the
+    /// poll: async-graphql's sets of fields yield after polling some of their members
+    /// (`FuturesUnordered` does, to be fair to other tasks), and then the members not yet
+    /// polled have not asked for anything yet.
     async fn run<F: Future>(&self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
         let mut out = futures::stream::FuturesUnordered::new();
+        let woken = Arc::new(Woken::default());
+        let mut hold: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // Polls in a row in which `work` woke itself: bounded, so that a resolver that
+        // only ever yields cannot hold its batches back.
+        let mut yields = 0;
         std::future::poll_fn(|cx| {
             loop {
                 // Batches first: what they answer, `work` reads next.
                 while let Poll::Ready(Some(())) = out.poll_next_unpin(cx) {}
-                if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                woken.waker.register(cx.waker());
+                woken.flag.store(false, Ordering::Release);
+                let waker = futures::task::waker_ref(&woken);
+                if let Poll::Ready(done) = work.as_mut().poll(&mut Context::from_waker(&waker)) {
                     return Poll::Ready(done);
                 }
-                if !out.is_empty() {
+                if woken.flag.swap(false, Ordering::AcqRel) && yields < MAX_YIELDS {
+                    // Polled again at once: not every resolver has asked yet.
+                    yields += 1;
+                    cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
+                yields = 0;
+                if !out.is_empty() {
+                    let queued = !self
+                        .0
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .is_empty();
+                    if !queued {
+                        hold = None;
+                        return Poll::Pending;
+                    }
+                    let timer = hold.get_or_insert_with(|| Box::pin(tokio::time::sleep(self.1)));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                hold = None;
                 let queued = self.take();
                 if queued.is_empty() {
                     return Poll::Pending;
@@ -344,6 +388,30 @@ impl Dispatch {
             }
         })
         .await
+    }
+}
+
+/// The longest a queued batch waits for the batches out before it: what the loaders'
+/// timer used to wait for every batch. Only a query whose branches load at different
+/// speeds meets it.
+const HOLD: Duration = Duration::from_millis(1);
+
+/// How many polls in a row a request's work may wake itself before its batches go out
+/// all the same.
+const MAX_YIELDS: u32 = 64;
+
+/// Tells whether a request's work woke itself while it was polled, and passes every
+/// wake on to the request's task.
+#[derive(Default)]
+struct Woken {
+    flag: AtomicBool,
+    waker: futures::task::AtomicWaker,
+}
+
+impl futures::task::ArcWake for Woken {
+    fn wake_by_ref(woken: &Arc<Self>) {
+        woken.flag.store(true, Ordering::Release);
+        woken.waker.wake();
     }
 }
 
@@ -491,6 +559,24 @@ where
         .await
 }
 
+/// [`load_counts`] as a task of its own: a count that makes a missing counter finishes
+/// (and the counter is made) even when the request that asked gives up first, as a long
+/// list's first count may take longer than a request may.
+async fn detached<P, F, Fut>(
+    keys: &[CountRequest<P>],
+    count: F,
+) -> Result<HashMap<CountRequest<P>, i64>, AppError>
+where
+    P: Clone + Eq + Hash + Send + Sync + 'static,
+    F: Fn(CountRequest<P>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<i64, AppError>> + Send + 'static,
+{
+    let keys = keys.to_vec();
+    tokio::spawn(async move { load_counts(&keys, count).await }.in_current_span())
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("a count failed: {e}")))?
+}
+
 /// What a count may cost: the count, and the counter it makes for a whole list.
 fn count_cost<P>(keys: &[CountRequest<P>]) -> usize {
     keys.iter()
@@ -508,11 +594,15 @@ impl Loader<CountRequest<UserId>> for Pages {
     ) -> Result<HashMap<CountRequest<UserId>, i64>, AppError> {
         batch("user_post_counts", keys.len());
         self.1.spend(count_cost(keys))?;
-        load_counts(keys, |k| async move {
-            if k.range.is_everything() {
-                self.0.users().count_posts(&k.parent).await
-            } else {
-                self.0.posts().count_of_user(&k.parent, &k.range).await
+        let storage = self.0.clone();
+        detached(keys, move |k| {
+            let storage = storage.clone();
+            async move {
+                if k.range.is_everything() {
+                    storage.users().count_posts(&k.parent).await
+                } else {
+                    storage.posts().count_of_user(&k.parent, &k.range).await
+                }
             }
         })
         .await
@@ -529,11 +619,15 @@ impl Loader<CountRequest<PostId>> for Pages {
     ) -> Result<HashMap<CountRequest<PostId>, i64>, AppError> {
         batch("post_comment_counts", keys.len());
         self.1.spend(count_cost(keys))?;
-        load_counts(keys, |k| async move {
-            if k.range.is_everything() {
-                self.0.comments().count_comments(&k.parent).await
-            } else {
-                self.0.comments().count_of_post(&k.parent, &k.range).await
+        let storage = self.0.clone();
+        detached(keys, move |k| {
+            let storage = storage.clone();
+            async move {
+                if k.range.is_everything() {
+                    storage.comments().count_comments(&k.parent).await
+                } else {
+                    storage.comments().count_of_post(&k.parent, &k.range).await
+                }
             }
         })
         .await
@@ -574,7 +668,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_asked_for_while_another_is_out_goes_when_that_one_is_done() {
-        let dispatch = Arc::new(Dispatch::default());
+        // A hold longer than the test: only `a` being done can let `b` go.
+        let dispatch = Arc::new(Dispatch::holding(Duration::from_secs(3600)));
         let started = Arc::new(Mutex::new(Vec::new()));
         let (open_a, gate_a) = oneshot::channel();
         let (finish, finish_a) = oneshot::channel::<()>();
@@ -627,6 +722,40 @@ mod tests {
             .await
             .expect("the work ends once `a` is done and `b` is sent")
             .expect("no panic");
+        assert_eq!(*started.lock().expect("not poisoned"), ["a", "b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_waits_for_a_slow_one_out_no_longer_than_the_hold() {
+        let dispatch = Arc::new(Dispatch::holding(Duration::from_millis(50)));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (a_is_out, a_out) = oneshot::channel::<()>();
+        let (_never, gate_a) = oneshot::channel::<()>();
+        let a_batch = {
+            let started = started.clone();
+            async move {
+                started.lock().expect("not poisoned").push("a");
+                _ = a_is_out.send(());
+                // Out for as long as the test runs.
+                _ = gate_a.await;
+            }
+        };
+        dispatch.queue(a_batch.boxed());
+        let (open_b, gate_b) = oneshot::channel();
+        let (answer_b, b) = oneshot::channel();
+        _ = open_b.send(());
+        let work = {
+            let dispatch = dispatch.clone();
+            let started = started.clone();
+            async move {
+                _ = a_out.await;
+                dispatch.queue(batch(&started, "b", gate_b, answer_b));
+                b.await.expect("`b` answers");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), dispatch.run(work))
+            .await
+            .expect("`b` went out while `a` was still out");
         assert_eq!(*started.lock().expect("not poisoned"), ["a", "b"]);
     }
 }

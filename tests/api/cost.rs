@@ -112,6 +112,27 @@ async fn two_hundred_fifty_distinct_authors_cost_3_batch_gets() {
     assert_eq!(requests(&cost), (3, json!({ "BatchGetItem": 3 })), "{cost}");
 }
 
+/// Siblings that resolve objects yield to each other as they go (async-graphql's sets of
+/// fields are fair), so the first of them ask for their authors before the last have
+/// run at all: the authors still go out in one batch.
+#[tokio::test]
+async fn the_authors_of_sibling_posts_are_one_batch_however_the_siblings_take_turns() {
+    let app = feed_fixture().await;
+    let fields: String = (0..10)
+        .map(|i| format!("p{i}: post(id: \"p{i}\") {{ title author {{ username }} comments(first: 1) {{ nodes {{ author {{ username }} }} }} }} "))
+        .collect();
+    let (body, cost) = app.run(&format!("{{ {fields} }}"), json!({}), None).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["p9"]["author"], json!({ "username": "alice" }));
+    // The posts; then their author and their comment pages at once; then the comments'
+    // authors.
+    assert_eq!(
+        requests(&cost),
+        (13, json!({ "BatchGetItem": 3, "Query": 10 })),
+        "{cost}"
+    );
+}
+
 #[tokio::test]
 async fn cost_is_reported_only_when_asked() {
     let app = spawn_app().await;
