@@ -9,7 +9,9 @@
 #
 # Arguments go to the benchmark: `scripts/bench.sh --help` lists them (for example
 # `--duration 5 --rounds 1 --workloads post-details`). The results are printed and
-# written to target/bench/bench.md and target/bench/bench.json.
+# written to target/bench/bench.md and target/bench/bench.json (`--out DIR` for
+# another folder). BENCH_SERVER=path/to/blog-graphql measures another build of the
+# server (an older commit's, say) instead of this tree's.
 #
 # The DynamoDB Local started here is stopped at the end. A benchmark, not a test: CI
 # does not run it.
@@ -30,7 +32,10 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 
-cargo build --release --locked --bin blog-graphql
+SERVER="${BENCH_SERVER:-target/release/blog-graphql}"
+if [[ -z ${BENCH_SERVER:-} ]]; then
+    cargo build --release --locked --bin blog-graphql
+fi
 cargo bench --locked --bench blog --no-run
 
 if "$DYNAMODB" status "$PORT" >/dev/null 2>&1; then
@@ -40,4 +45,4 @@ fi
 "$DYNAMODB" start "$PORT"
 trap '"$DYNAMODB" stop "$PORT" || true' EXIT
 
-cargo bench --locked --bench blog -- --server target/release/blog-graphql "$@"
+cargo bench --locked --bench blog -- --server "$SERVER" "$@"

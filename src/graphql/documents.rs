@@ -2,11 +2,11 @@
 //!
 //! Apps send a handful of fixed operations, each as the same text every time, and
 //! parsing was a tenth of what a small query cost the server. The first request with a
-//! text parses it; the next ones take a copy of the parsed document. Only well-formed
-//! documents are kept, and only short ones, so what the cache holds stays bounded in
-//! memory whatever clients send: at most [`ENTRIES`] texts of at most [`LONGEST`] bytes.
-//! When full, the text kept longest makes room (a text sent often is parsed again at
-//! most once per [`ENTRIES`] new texts).
+//! text parses it; the next ones take a copy of the parsed document. Only documents
+//! within the limits are kept, and only short ones, so what the cache holds stays
+//! bounded in memory whatever clients send: at most [`ENTRIES`] texts, [`BYTES`] of text
+//! in all (a parsed document takes up to some hundred times its text). When full, the
+//! texts kept longest make room.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,8 +17,10 @@ use async_graphql::parser::types::ExecutableDocument;
 
 /// Texts kept at most.
 const ENTRIES: usize = 256;
+/// The text kept at most, all texts together, in bytes.
+const BYTES: usize = 128 * 1024;
 /// The longest text kept, in bytes: the canonical operations are a few hundred.
-const LONGEST: usize = 8 * 1024;
+const LONGEST: usize = 4 * 1024;
 
 /// The parsed documents of recent query texts.
 #[derive(Default)]
@@ -29,6 +31,8 @@ struct Kept {
     documents: HashMap<Arc<str>, Arc<ExecutableDocument>>,
     /// The texts kept, oldest first.
     order: VecDeque<Arc<str>>,
+    /// Their length, together.
+    bytes: usize,
 }
 
 impl Documents {
@@ -47,12 +51,15 @@ impl Documents {
         if kept.documents.contains_key(text) {
             return;
         }
-        if kept.order.len() >= ENTRIES
-            && let Some(oldest) = kept.order.pop_front()
-        {
+        while kept.order.len() >= ENTRIES || kept.bytes + text.len() > BYTES {
+            let Some(oldest) = kept.order.pop_front() else {
+                break;
+            };
+            kept.bytes -= oldest.len();
             kept.documents.remove(&oldest);
         }
         let text: Arc<str> = Arc::from(text);
+        kept.bytes += text.len();
         kept.order.push_back(text.clone());
         kept.documents.insert(text, document);
     }
@@ -81,6 +88,26 @@ mod tests {
         let kept = documents.0.lock().expect("not poisoned");
         assert_eq!(kept.documents.len(), ENTRIES);
         assert_eq!(kept.order.len(), ENTRIES);
+    }
+
+    #[test]
+    fn keeps_at_most_its_bytes() {
+        let documents = Documents::default();
+        let texts: Vec<String> = (0..BYTES / 2048 + 1)
+            .map(|i| format!("{{ a{i}: __typename }}{}", " ".repeat(2000)))
+            .collect();
+        for text in &texts {
+            documents.keep(text, parsed(text));
+        }
+        let kept = documents.0.lock().expect("not poisoned");
+        assert!(kept.bytes <= BYTES);
+        assert_eq!(
+            kept.bytes,
+            kept.order.iter().map(|t| t.len()).sum::<usize>()
+        );
+        assert!(kept.documents.len() < texts.len(), "the oldest made room");
+        drop(kept);
+        assert!(documents.get(texts.last().expect("one")).is_some());
     }
 
     #[test]

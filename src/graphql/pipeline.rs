@@ -375,9 +375,12 @@ impl Pipeline {
                 format!("{} {operation}", kind_label(Some(kind))),
             );
         }
-        let execution = loaders.run(self.schema.execute(request)).instrument(span);
+        let execution = loaders
+            .run(self.schema.execute(request))
+            .instrument(span.clone());
         let outcome = match tokio::time::timeout_at(deadline, execution).await {
-            Ok(response) => Outcome::Ran(finish.response(response)),
+            // In the operation's span, so that its errors are logged within it.
+            Ok(response) => Outcome::Ran(span.in_scope(|| finish.response(response))),
             Err(_) if kind == OperationType::Mutation => {
                 // Cut off mid-write: what was written is written.
                 tracing::warn!(timeout = ?self.timeout, "a mutation timed out");
@@ -427,12 +430,10 @@ impl Pipeline {
                         ErrorCode::QueryTooComplex,
                     ));
                 }
-                let document = Arc::new(
+                Arc::new(
                     async_graphql::parser::parse_query(query)
                         .map_err(|err| with_code(err.into(), ErrorCode::GraphqlParseFailed))?,
-                );
-                self.documents.keep(query, document.clone());
-                document
+                )
             }
         };
         self.limits.check_operations(&document)?;
@@ -440,6 +441,8 @@ impl Pipeline {
         let kind = operation.node.ty;
         self.limits
             .check(&document, &request.variables, &operation.node, &self.types)?;
+        // Kept only once within the limits: a refused document could be large.
+        self.documents.keep(query, document.clone());
         super::variables::coerce(&operation.node, &request.variables, &self.types)?;
         let name = operation_name(request, &document);
         request.set_parsed_query(ExecutableDocument::clone(&document));
