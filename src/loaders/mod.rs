@@ -535,46 +535,44 @@ impl Loader<PageRequest<PostId>> for Pages {
 /// Counts run at once: a page of posts written without counters asks for one each.
 const COUNTS_AT_ONCE: usize = 8;
 
-/// Counts, a few at a time: each is a request or two (a count, and the counter it makes).
-async fn load_counts<P, F, Fut>(
-    keys: &[CountRequest<P>],
-    count: F,
-) -> Result<HashMap<CountRequest<P>, i64>, AppError>
-where
-    P: Clone + Eq + Hash,
-    F: Fn(CountRequest<P>) -> Fut,
-    Fut: Future<Output = Result<i64, AppError>>,
-{
-    let counts: Vec<_> = keys
-        .iter()
-        .cloned()
-        .map(|key| {
-            let counted = count(key.clone());
-            async move { Ok::<_, AppError>((key, counted.await?)) }
-        })
-        .collect();
-    futures::stream::iter(counts)
-        .buffer_unordered(COUNTS_AT_ONCE)
-        .try_collect()
-        .await
-}
-
-/// [`load_counts`] as a task of its own: a count that makes a missing counter finishes
-/// (and the counter is made) even when the request that asked gives up first, as a long
-/// list's first count may take longer than a request may.
-async fn detached<P, F, Fut>(
-    keys: &[CountRequest<P>],
-    count: F,
-) -> Result<HashMap<CountRequest<P>, i64>, AppError>
-where
-    P: Clone + Eq + Hash + Send + Sync + 'static,
-    F: Fn(CountRequest<P>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<i64, AppError>> + Send + 'static,
-{
-    let keys = keys.to_vec();
-    tokio::spawn(async move { load_counts(&keys, count).await }.in_current_span())
-        .await
-        .map_err(|e| AppError::internal(anyhow::anyhow!("a count failed: {e}")))?
+impl Pages {
+    /// The counts of `keys`, for `loader` (its name in the metrics), a few at a time: each
+    /// is a request or two (a count, and the counter it makes). They run as a task of their
+    /// own: a count that makes a missing counter finishes (and the counter is made) even
+    /// when the request that asked gives up first, as a long list's first count may take
+    /// longer than a request may.
+    async fn counts<P, F, Fut>(
+        &self,
+        loader: &'static str,
+        keys: &[CountRequest<P>],
+        count: F,
+    ) -> Result<HashMap<CountRequest<P>, i64>, AppError>
+    where
+        P: Clone + Eq + Hash + Send + Sync + 'static,
+        F: Fn(Storage, CountRequest<P>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<i64, AppError>> + Send + 'static,
+    {
+        batch(loader, keys.len());
+        self.1.spend(count_cost(keys))?;
+        let storage = self.0.clone();
+        let keys = keys.to_vec();
+        let counting = async move {
+            let counts: Vec<_> = keys
+                .into_iter()
+                .map(|key| {
+                    let counted = count(storage.clone(), key.clone());
+                    async move { Ok::<_, AppError>((key, counted.await?)) }
+                })
+                .collect();
+            futures::stream::iter(counts)
+                .buffer_unordered(COUNTS_AT_ONCE)
+                .try_collect()
+                .await
+        };
+        tokio::spawn(counting.in_current_span())
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!("a count failed: {e}")))?
+    }
 }
 
 /// What a count may cost: the count, and the counter it makes for a whole list.
@@ -592,17 +590,11 @@ impl Loader<CountRequest<UserId>> for Pages {
         &self,
         keys: &[CountRequest<UserId>],
     ) -> Result<HashMap<CountRequest<UserId>, i64>, AppError> {
-        batch("user_post_counts", keys.len());
-        self.1.spend(count_cost(keys))?;
-        let storage = self.0.clone();
-        detached(keys, move |k| {
-            let storage = storage.clone();
-            async move {
-                if k.range.is_everything() {
-                    storage.users().count_posts(&k.parent).await
-                } else {
-                    storage.posts().count_of_user(&k.parent, &k.range).await
-                }
+        self.counts("user_post_counts", keys, |storage, k| async move {
+            if k.range.is_everything() {
+                storage.users().count_posts(&k.parent).await
+            } else {
+                storage.posts().count_of_user(&k.parent, &k.range).await
             }
         })
         .await
@@ -617,17 +609,11 @@ impl Loader<CountRequest<PostId>> for Pages {
         &self,
         keys: &[CountRequest<PostId>],
     ) -> Result<HashMap<CountRequest<PostId>, i64>, AppError> {
-        batch("post_comment_counts", keys.len());
-        self.1.spend(count_cost(keys))?;
-        let storage = self.0.clone();
-        detached(keys, move |k| {
-            let storage = storage.clone();
-            async move {
-                if k.range.is_everything() {
-                    storage.comments().count_comments(&k.parent).await
-                } else {
-                    storage.comments().count_of_post(&k.parent, &k.range).await
-                }
+        self.counts("post_comment_counts", keys, |storage, k| async move {
+            if k.range.is_everything() {
+                storage.comments().count_comments(&k.parent).await
+            } else {
+                storage.comments().count_of_post(&k.parent, &k.range).await
             }
         })
         .await
