@@ -24,43 +24,22 @@ use crate::{
     floor::{CURSOR, Floor},
 };
 
-pub(crate) const POST_DETAILS: &str = "query PostDetails($id: ID!) {
-  post(id: $id) {
-    id title content createdAt commentCount
-    author { id username }
-    comments(first: 20) {
-      nodes { id content createdAt author { id username } }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}";
+/// The canonical operations of API.md, as the test suite holds them.
+const OPERATIONS: &str = include_str!("../../tests/api/operations.graphql");
 
-pub(crate) const USER_FEED: &str = "query UserFeed($id: ID!) {
-  user(id: $id) {
-    id username
-    posts(first: 10) {
-      nodes {
-        id title createdAt
-        author { username }
-        comments(first: 5) { nodes { content author { username } } }
-      }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}";
-
-pub(crate) const USERS_PAGE: &str = "query UsersPage {
-  users(first: 50) {
-    nodes { id username posts(first: 3) { nodes { title commentCount } } }
-    pageInfo { hasNextPage endCursor }
-  }
-}";
-
-pub(crate) const ADD_COMMENT: &str = "mutation AddComment($postId: ID!, $content: String!) {
-  addComment(input: { postId: $postId, content: $content }) {
-    id content createdAt author { username } post { id commentCount }
-  }
-}";
+/// The text of the canonical operation `name` (its block in [`OPERATIONS`]).
+fn operation(name: &str) -> &'static str {
+    OPERATIONS
+        .split("\n\n")
+        .find(|block| {
+            let mut words = block.split_whitespace();
+            matches!(words.next(), Some("query" | "mutation"))
+                && words
+                    .next()
+                    .is_some_and(|n| n.split('(').next() == Some(name))
+        })
+        .unwrap_or_default()
+}
 
 /// What the load sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -149,15 +128,15 @@ impl Server {
 
     fn body(&self, op: &Op) -> (Vec<u8>, Option<&str>) {
         let (query, variables, token) = match op {
-            Op::PostDetails(id) => (POST_DETAILS, json!({ "id": id }), None),
-            Op::UserFeed(id) => (USER_FEED, json!({ "id": id }), None),
-            Op::UsersPage => (USERS_PAGE, json!({}), None),
+            Op::PostDetails(id) => (operation("PostDetails"), json!({ "id": id }), None),
+            Op::UserFeed(id) => (operation("UserFeed"), json!({ "id": id }), None),
+            Op::UsersPage => (operation("UsersPage"), json!({}), None),
             Op::AddComment {
                 post,
                 author,
                 content,
             } => (
-                ADD_COMMENT,
+                operation("AddComment"),
                 json!({ "postId": post, "content": content }),
                 Some(self.writers[*author].2.as_str()),
             ),
