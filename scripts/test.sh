@@ -19,8 +19,9 @@ scripts/dynamodb-local.sh install
 step "Installing the client tools (npm packages, Chromium)"
 scripts/clients.sh install
 
-step "Installing promtool and cfn-lint"
+step "Installing promtool, cfn-lint and redis-server"
 scripts/promtool.sh install
+scripts/redis.sh install
 scripts/cfn-lint.sh install
 
 step "Checking formatting (cargo fmt)"

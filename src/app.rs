@@ -13,7 +13,7 @@ use crate::{
     config::{Config, HttpSettings, QueryLimits},
     graphql::{Live, Pipeline, build_schema},
     http::{AppState, Readiness, router},
-    storage::{EventFeed, Storage},
+    storage::{EngineSettings, EventFeed, Storage},
 };
 
 /// How long, at shutdown, WebSocket connections have to say goodbye after the HTTP
@@ -122,10 +122,13 @@ impl Parts {
         // Long-lived work (stream readers, subscriptions, WebSockets) watches this and
         // ends by itself when the server shuts down.
         let (shutdown, signal) = watch::channel(false);
-        let feed = if config.live.enabled {
-            storage.start_event_feed(signal.clone(), config.live.describe_interval)
-        } else {
-            None
+        let feed = match &config.live.engine_url {
+            _ if !config.live.enabled => None,
+            Some(url) => Some(
+                storage
+                    .start_engine_feed(EngineSettings::new(url, storage.tables()), signal.clone()),
+            ),
+            None => storage.start_event_feed(signal.clone(), config.live.describe_interval),
         };
         let live = feed
             .clone()
@@ -151,6 +154,7 @@ impl Parts {
             live: Arc::new(config.live.clone()),
             websockets: websockets.clone(),
             readiness: Arc::new(Readiness::default()),
+            events: feed.clone(),
             shutdown: signal,
         };
         Self {

@@ -39,10 +39,29 @@ pub enum Command {
     ExportSchema,
     /// Mint a development token (HS256, signed with JWT_SECRET) for a user id.
     Token(TokenArgs),
+    /// The relay of the scale-out mode: read the tables' streams (each shard by one relay
+    /// at a time, through leases in DynamoDB), keep comment counters exact, and publish
+    /// every event on Redis for the serving instances. Run two for failover.
+    Relay(RelayArgs),
     /// Recount the counters behind `commentCount` and `totalCount` (every post's, every
     /// user's and the users', or one post's or user's), and repair the ones that drifted.
     /// Safe to run while the API serves writes.
     Recount(RecountArgs),
+}
+
+/// Flags of `relay`: the engine, this relay's name, and the tables.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The Redis or Valkey to publish events on (`redis://host:6379`, `rediss://` for TLS).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// This relay's name in the leases it holds (unique among relays); by default the
+    /// host name, the process id and a random suffix.
+    #[arg(long, env = "RELAY_ID")]
+    pub relay_id: Option<String>,
+    /// Which DynamoDB tables to use, and where they are.
+    #[command(flatten)]
+    pub dynamo: DynamoArgs,
 }
 
 /// Flags of `recount`: which counters, in which tables.
@@ -139,6 +158,11 @@ pub struct LimitArgs {
     /// Serve subscriptions (reads the tables' DynamoDB Streams).
     #[arg(long, env = "SUBSCRIPTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub subscriptions: bool,
+    /// The scale-out mode: subscribe to the events that relays (`blog-graphql relay`)
+    /// publish on this Redis or Valkey (`redis://host:6379`, `rediss://` for TLS), instead
+    /// of reading the tables' streams.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
     /// WebSocket connections served at once.
     #[arg(long, env = "MAX_WEBSOCKET_CONNECTIONS", default_value_t = LiveSettings::default().max_connections)]
     pub max_websocket_connections: usize,
@@ -320,6 +344,7 @@ impl TryFrom<ServeArgs> for Config {
                 max_subscriptions_per_connection: limits.max_subscriptions_per_connection,
                 init_timeout: Duration::from_secs(limits.websocket_init_timeout_secs),
                 keepalive: Duration::from_secs(limits.websocket_keepalive_secs),
+                engine_url: limits.redis_url,
                 ..LiveSettings::default()
             },
         })

@@ -20,6 +20,9 @@ pub struct LiveSettings {
     pub keepalive: Duration,
     /// How often the tables' streams are listed again for new shards.
     pub describe_interval: Duration,
+    /// The scale-out mode: the Redis (or Valkey) whose channel relays publish events to.
+    /// Set, the server subscribes there instead of reading the streams itself.
+    pub engine_url: Option<String>,
 }
 
 impl Default for LiveSettings {
@@ -31,6 +34,7 @@ impl Default for LiveSettings {
             init_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(15),
             describe_interval: Duration::from_secs(10),
+            engine_url: None,
         }
     }
 }

@@ -10,10 +10,13 @@ use blog_graphql::{
     config::Config,
     domain::{PostId, UserId},
     graphql, seed,
-    storage::{RecountScope, Storage},
+    storage::{EngineSettings, RecountScope, Storage},
     telemetry,
 };
 use clap::Parser;
+
+/// How often a relay lists the streams' shards again, for new ones.
+const RELAY_DESCRIBE_INTERVAL: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -70,6 +73,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::ExportSchema => print!("{}", graphql::sdl()),
+        Command::Relay(args) => {
+            let storage = Storage::connect(&args.dynamo.settings()).await?;
+            let engine = EngineSettings::new(&args.redis_url, storage.tables());
+            let owner = args.relay_id.unwrap_or_else(|| {
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".to_owned());
+                let suffix = uuid::Uuid::new_v4().simple().to_string();
+                format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+            });
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            storage
+                .start_relay(&engine, owner.clone(), shutdown, RELAY_DESCRIBE_INTERVAL)
+                .await?;
+            tracing::info!(relay = %owner, channel = %engine.channel, "relaying the tables' streams");
+            shutdown_signal().await;
+            let _ = stop.send(true);
+            // The leases are given back, so that another relay takes over at once.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         Command::Recount(args) => {
             let scope = match (args.post, args.user) {
                 (Some(post), _) => RecountScope::Post(

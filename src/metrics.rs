@@ -114,6 +114,23 @@ fn describe() {
         metrics::Unit::Seconds,
         "Age of the newest stream record read, by table"
     );
+    describe_counter!(
+        "comments_counted_total",
+        "Comment changes made without the API that the stream reader counted, by change"
+    );
+    describe_counter!("shard_leases_taken_total", "Shard leases this relay took");
+    describe_counter!(
+        "shard_leases_lost_total",
+        "Shard leases this relay lost to another, or could not renew"
+    );
+    describe_counter!(
+        "engine_events_total",
+        "Events through the event engine: published (relay), received, duplicates dropped"
+    );
+    describe_gauge!(
+        "engine_connected",
+        "Whether the instance is subscribed to the event engine (1) or not (0)"
+    );
 }
 
 /// The label value of an operation name: itself while the bound allows, else `other`.
@@ -250,4 +267,29 @@ pub fn subscriber_dropped() {
 /// How old the newest record read from a table's stream was.
 pub fn stream_lag(table: &'static str, age: Duration) {
     gauge!("stream_reader_lag_seconds", "table" => table).set(age.as_secs_f64());
+}
+
+/// A comment change made without the API, counted by the stream reader.
+pub fn comment_counted(change: &'static str) {
+    counter!("comments_counted_total", "change" => change).increment(1);
+}
+
+/// A shard lease taken by this relay.
+pub fn lease_taken() {
+    counter!("shard_leases_taken_total").increment(1);
+}
+
+/// A shard lease lost by this relay.
+pub fn lease_lost() {
+    counter!("shard_leases_lost_total").increment(1);
+}
+
+/// Events through the engine: `published`, `received` or `duplicate`.
+pub fn engine_events(what: &'static str, count: u64) {
+    counter!("engine_events_total", "what" => what).increment(count);
+}
+
+/// Whether this instance is subscribed to the event engine.
+pub fn engine_connected(connected: bool) {
+    gauge!("engine_connected").set(if connected { 1.0 } else { 0.0 });
 }

@@ -31,6 +31,8 @@ pub(crate) struct Tables {
     pub(crate) users: String,
     pub(crate) posts: String,
     pub(crate) comments: String,
+    /// The server's own: where `AddComment`'s counted guard goes.
+    pub(crate) idempotency: String,
 }
 
 impl Tables {
@@ -40,6 +42,7 @@ impl Tables {
             users: format!("{app}-{deployment}-users"),
             posts: format!("{app}-{deployment}-posts"),
             comments: format!("{app}-{deployment}-comments"),
+            idempotency: format!("{app}-{deployment}-idempotency"),
         }
     }
 }

@@ -301,7 +301,7 @@ impl Floor {
     }
 
     /// `AddComment`: the transaction (the comment, its post's counter, a check that the
-    /// author exists); then the author and the post at once. Three requests.
+    /// author exists, the comment's counted guard); then the author and the post at once. Three requests.
     pub(crate) async fn add_comment(
         &self,
         post: &str,
@@ -334,12 +334,23 @@ impl Floor {
             .key("UserId", s(author))
             .condition_expression("attribute_exists(UserId)")
             .build()?;
+        // The guard that says the comment is counted, so stream readers leave it alone.
+        let expires = (now + chrono::Duration::days(3)).timestamp().to_string();
+        let micros = now.timestamp_micros();
+        let guard = Put::builder()
+            .table_name(&self.tables.idempotency)
+            .item("ClaimKey", s(&format!("counted:added:{micros}:{id}")))
+            .item("PostId", s(post))
+            .item("ExpiresAt", AttributeValue::N(expires))
+            .condition_expression("attribute_not_exists(ClaimKey)")
+            .build()?;
         self.sent();
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(comment).build())
             .transact_items(TransactWriteItem::builder().update(count).build())
             .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(guard).build())
             .client_request_token(uuid::Uuid::new_v4().simple().to_string())
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()

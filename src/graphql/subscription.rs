@@ -205,21 +205,44 @@ fn events(
             "subscriptions are turned off on this server"
         ))
     })?;
-    Ok(event_stream(live.feed.subscribe(), live.shutdown.clone()))
+    // Cut off from the engine (the scale-out mode), events pass this instance by: a
+    // subscription would miss them without knowing.
+    if !live.feed.connected() {
+        return Err(AppError::unavailable(anyhow::anyhow!(
+            "a subscription was refused: the event engine is out of reach"
+        )));
+    }
+    let mut interrupted = live.feed.interruptions();
+    interrupted.mark_unchanged();
+    Ok(event_stream(
+        live.feed.subscribe(),
+        live.shutdown.clone(),
+        interrupted,
+    ))
 }
 
+fn unavailable(message: &str) -> async_graphql::Error {
+    async_graphql::Error::new(message)
+        .extend_with(|_, e| e.set("code", ErrorCode::ServiceUnavailable.as_str()))
+}
+
+/// The events of one subscription: it ends at shutdown, and with an error when the feed
+/// drops events for it (it fell behind) or loses them (its engine out of reach).
 fn event_stream(
     receiver: broadcast::Receiver<Event>,
     shutdown: watch::Receiver<bool>,
+    interrupted: watch::Receiver<u64>,
 ) -> impl Stream<Item = Result<Event, async_graphql::Error>> + use<> {
     struct State {
         receiver: broadcast::Receiver<Event>,
         shutdown: watch::Receiver<bool>,
+        interrupted: watch::Receiver<u64>,
         done: bool,
     }
     let state = State {
         receiver,
         shutdown,
+        interrupted,
         done: false,
     };
     stream::unfold(state, |mut state| async move {
@@ -227,18 +250,28 @@ fn event_stream(
             return None;
         }
         let next = tokio::select! {
-            received = state.receiver.recv() => received,
+            // Events received before an interruption come before its error.
+            biased;
             _ = state.shutdown.wait_for(|stop| *stop) => return None,
+            received = state.receiver.recv() => Some(received),
+            Ok(()) = state.interrupted.changed() => None,
+        };
+        let Some(next) = next else {
+            state.done = true;
+            let error = unavailable(
+                "live events were interrupted (the server lost its event service), so this \
+                 subscription may have missed some and was ended; subscribe again",
+            );
+            return Some((Err(error), state));
         };
         match next {
             Ok(event) => Some((Ok(event), state)),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 state.done = true;
                 crate::metrics::subscriber_dropped();
-                let error = async_graphql::Error::new(format!(
+                let error = unavailable(&format!(
                     "this subscription fell {missed} events behind and was ended; subscribe again"
-                ))
-                .extend_with(|_, e| e.set("code", ErrorCode::ServiceUnavailable.as_str()));
+                ));
                 Some((Err(error), state))
             }
             Err(broadcast::error::RecvError::Closed) => None,
@@ -269,7 +302,8 @@ mod tests {
     async fn a_subscriber_that_falls_behind_gets_an_error_and_is_ended() {
         let (sender, receiver) = broadcast::channel(4);
         let (_stop, shutdown) = watch::channel(false);
-        let events = event_stream(receiver, shutdown);
+        let (_interrupt, interrupted) = watch::channel(0);
+        let events = event_stream(receiver, shutdown, interrupted);
         for i in 0..10 {
             sender.send(comment(i)).expect("a receiver");
         }
@@ -284,10 +318,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_interrupted_feed_ends_subscriptions_with_an_error_after_what_came_before() {
+        let (sender, receiver) = broadcast::channel(4);
+        let (_stop, shutdown) = watch::channel(false);
+        let (interrupt, interrupted) = watch::channel(0);
+        let events = event_stream(receiver, shutdown, interrupted);
+        sender.send(comment(1)).expect("a receiver");
+        interrupt.send_modify(|count| *count += 1);
+        let items: Vec<_> = events.collect().await;
+        assert_eq!(items.len(), 2);
+        assert!(items[0].is_ok());
+        let error = items[1].as_ref().expect_err("interrupted");
+        assert!(error.message.contains("interrupted"), "{}", error.message);
+    }
+
+    #[tokio::test]
     async fn subscriptions_end_when_the_server_shuts_down() {
         let (_sender, receiver) = broadcast::channel::<Event>(4);
         let (stop, shutdown) = watch::channel(false);
-        let events = event_stream(receiver, shutdown);
+        let (_interrupt, interrupted) = watch::channel(0);
+        let events = event_stream(receiver, shutdown, interrupted);
         stop.send(true).expect("a receiver");
         assert_eq!(events.count().await, 0);
     }

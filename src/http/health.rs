@@ -12,16 +12,27 @@ pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: DynamoDB answers and the tables are there.
+/// Readiness: DynamoDB answers and the tables are there. In the scale-out mode it also
+/// says whether the instance is subscribed to the event engine (`events`: `connected`
+/// or `reconnecting`); queries and mutations work either way, so that alone does not
+/// make it unready (a blip of the engine would take the whole fleet out of service).
 pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state.readiness.check(&state.storage).await {
-        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    let (status, mut body) = if state.readiness.check(&state.storage).await {
+        (StatusCode::OK, json!({ "status": "ready" }))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable" })),
+            json!({ "status": "unavailable" }),
         )
+    };
+    if let Some(feed) = state.events.as_ref().filter(|feed| feed.from_engine()) {
+        body["events"] = json!(if feed.connected() {
+            "connected"
+        } else {
+            "reconnecting"
+        });
     }
+    (status, Json(body))
 }
 
 /// How long a readiness answer is reused. Load balancers ask every few seconds; anyone

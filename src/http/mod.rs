@@ -32,7 +32,7 @@ use crate::{
     auth::Authenticator,
     config::{HttpSettings, LiveSettings},
     graphql::Pipeline,
-    storage::Storage,
+    storage::{EventFeed, Storage},
 };
 
 /// What every handler shares: nothing per user, nothing mutable.
@@ -52,6 +52,9 @@ pub struct AppState {
     pub websockets: Arc<Semaphore>,
     /// The last answer of `GET /ready`, reused for a moment.
     pub readiness: Arc<Readiness>,
+    /// The instance's event feed, whose state `GET /ready` reports; `None` without
+    /// subscriptions.
+    pub events: Option<EventFeed>,
     /// Turns true when the server shuts down; WebSockets and subscriptions then end.
     pub shutdown: watch::Receiver<bool>,
 }

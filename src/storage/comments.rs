@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{
 use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, POST_ID, USER_ID};
 use super::{
     Comments, List, Page,
+    counted::Change,
     items::{comment_from_item, comment_to_item},
     pages::{Partition, Source, Window},
     posts::no_user,
@@ -94,6 +95,7 @@ impl Comments<'_> {
                     TransactWriteItem::builder().update(count).build(),
                 ),
                 (Part::Author, self.user_exists(&comment.author_id)?),
+                self.counted_guard(comment, Change::Added)?,
             ];
             let claimed = claim.map(|claim| Claimed {
                 claim,
@@ -254,12 +256,16 @@ impl Comments<'_> {
                 "attribute_exists({COMMENT_ID}) AND {POST_ID} = :post"
             ))
         };
-        let mut items = vec![(
-            Part::Comment,
-            TransactWriteItem::builder()
-                .delete(delete.build().map_err(AppError::internal)?)
-                .build(),
-        )];
+        let mut items = vec![
+            (
+                Part::Comment,
+                TransactWriteItem::builder()
+                    .delete(delete.build().map_err(AppError::internal)?)
+                    .build(),
+            ),
+            // Dealt with here, counted or not: the stream reader leaves it alone.
+            self.counted_guard(comment, Change::Removed)?,
+        ];
         // The post item: its counter, and (for the post's author) who may delete.
         let mut condition = vec![format!("attribute_exists({POST_ID})")];
         if !as_author {

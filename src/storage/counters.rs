@@ -79,7 +79,7 @@ impl Comments<'_> {
     /// the index, which then becomes the post's `CommentCount` (see
     /// [`Users::count_posts`]).
     pub async fn count_comments(&self, post: &PostId) -> Result<i64, AppError> {
-        let counted = self.count_of_post(post, &TimeRange::default()).await?;
+        let counted = self.count_and_guard_comments(post).await?;
         let key = (POST_ID, post.as_str());
         self.make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
             .await

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Comment, CommentId, Post, PostId, User, UserId};
+use crate::domain::{Comment, CommentId, Event, Post, PostId, User, UserId};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -112,7 +112,60 @@ pub(crate) fn user_to_item(user: &User) -> anyhow::Result<Item> {
 }
 
 pub(crate) fn post_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Result<Post> {
-    let r: PostRecord = decode(item, "post")?;
+    post_from_record(decode(item, "post")?)
+}
+
+pub(crate) fn post_to_item(post: &Post) -> anyhow::Result<Item> {
+    encode(&post_record(post))
+}
+
+pub(crate) fn comment_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Result<Comment> {
+    comment_from_record(decode(item, "comment")?)
+}
+
+pub(crate) fn comment_to_item(comment: &Comment) -> anyhow::Result<Item> {
+    encode(&comment_record(comment))
+}
+
+/// An event as the relay publishes it to the engine: what happened, and the item in
+/// Da Vinci's attribute names (JSON rather than DynamoDB's typed attributes).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "event", content = "item")]
+enum EventRecord {
+    CommentAdded(CommentRecord),
+    CommentUpdated(CommentRecord),
+    CommentDeleted(CommentRecord),
+    PostAdded(PostRecord),
+    PostUpdated(PostRecord),
+    PostDeleted(PostRecord),
+}
+
+fn post_record(post: &Post) -> PostRecord {
+    PostRecord {
+        post_id: post.id.to_string(),
+        user_id: post.author_id.to_string(),
+        title: post.title.clone(),
+        content: post.content.clone(),
+        created_at: to_epoch(post.created_at),
+        updated_at: Some(to_epoch(post.updated_at)),
+        version: Some(post.version),
+        comment_count: post.comment_count,
+    }
+}
+
+fn comment_record(comment: &Comment) -> CommentRecord {
+    CommentRecord {
+        comment_id: comment.id.to_string(),
+        post_id: comment.post_id.to_string(),
+        user_id: comment.author_id.to_string(),
+        content: comment.content.clone(),
+        created_at: to_epoch(comment.created_at),
+        updated_at: Some(to_epoch(comment.updated_at)),
+        version: Some(comment.version),
+    }
+}
+
+fn post_from_record(r: PostRecord) -> anyhow::Result<Post> {
     let created_at = from_epoch(r.created_at)?;
     Ok(Post {
         id: PostId::from_stored(r.post_id),
@@ -130,21 +183,7 @@ pub(crate) fn post_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Res
     })
 }
 
-pub(crate) fn post_to_item(post: &Post) -> anyhow::Result<Item> {
-    encode(&PostRecord {
-        post_id: post.id.to_string(),
-        user_id: post.author_id.to_string(),
-        title: post.title.clone(),
-        content: post.content.clone(),
-        created_at: to_epoch(post.created_at),
-        updated_at: Some(to_epoch(post.updated_at)),
-        version: Some(post.version),
-        comment_count: post.comment_count,
-    })
-}
-
-pub(crate) fn comment_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::Result<Comment> {
-    let r: CommentRecord = decode(item, "comment")?;
+fn comment_from_record(r: CommentRecord) -> anyhow::Result<Comment> {
     let created_at = from_epoch(r.created_at)?;
     Ok(Comment {
         id: CommentId::from_stored(r.comment_id),
@@ -161,15 +200,30 @@ pub(crate) fn comment_from_item(item: impl Into<serde_dynamo::Item>) -> anyhow::
     })
 }
 
-pub(crate) fn comment_to_item(comment: &Comment) -> anyhow::Result<Item> {
-    encode(&CommentRecord {
-        comment_id: comment.id.to_string(),
-        post_id: comment.post_id.to_string(),
-        user_id: comment.author_id.to_string(),
-        content: comment.content.clone(),
-        created_at: to_epoch(comment.created_at),
-        updated_at: Some(to_epoch(comment.updated_at)),
-        version: Some(comment.version),
+/// An event as JSON, for the engine.
+pub(crate) fn event_to_json(event: &Event) -> serde_json::Value {
+    let record = match event {
+        Event::CommentAdded(c) => EventRecord::CommentAdded(comment_record(c)),
+        Event::CommentUpdated(c) => EventRecord::CommentUpdated(comment_record(c)),
+        Event::CommentDeleted(c) => EventRecord::CommentDeleted(comment_record(c)),
+        Event::PostAdded(p) => EventRecord::PostAdded(post_record(p)),
+        Event::PostUpdated(p) => EventRecord::PostUpdated(post_record(p)),
+        Event::PostDeleted(p) => EventRecord::PostDeleted(post_record(p)),
+    };
+    serde_json::to_value(record).unwrap_or_default()
+}
+
+/// An event from the engine's JSON.
+pub(crate) fn event_from_json(value: serde_json::Value) -> anyhow::Result<Event> {
+    let record: EventRecord =
+        serde_json::from_value(value).context("an event from the engine is malformed")?;
+    Ok(match record {
+        EventRecord::CommentAdded(c) => Event::CommentAdded(comment_from_record(c)?),
+        EventRecord::CommentUpdated(c) => Event::CommentUpdated(comment_from_record(c)?),
+        EventRecord::CommentDeleted(c) => Event::CommentDeleted(comment_from_record(c)?),
+        EventRecord::PostAdded(p) => Event::PostAdded(post_from_record(p)?),
+        EventRecord::PostUpdated(p) => Event::PostUpdated(post_from_record(p)?),
+        EventRecord::PostDeleted(p) => Event::PostDeleted(post_from_record(p)?),
     })
 }
 

@@ -7,6 +7,7 @@ mod attributes;
 mod batch;
 mod comments;
 mod cost;
+mod counted;
 mod counters;
 mod cursor;
 mod edits;
@@ -38,7 +39,7 @@ pub use cursor::{CursorError, List, PageKey};
 pub use pages::{Page, Window};
 pub use range::TimeRange;
 pub use recount::{RecountScope, Recounted, Repair};
-pub use streams::{EventFeed, FEED_CAPACITY};
+pub use streams::{EngineSettings, EventFeed, FEED_CAPACITY};
 pub use tables::Tables;
 pub use writes::Written;
 

@@ -264,7 +264,7 @@ impl Storage {
     }
 
     /// A `Query` of an index's partition within its time range, in the given direction.
-    fn index_query(
+    pub(super) fn index_query(
         &self,
         source: &Partition<'_>,
         forward: bool,

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{
 use super::attributes::{COMMENT_COUNT, COMMENT_ID, CONTENT, CREATED_AT, POST_ID, TITLE, USER_ID};
 use super::{
     List, Page, Posts, Storage,
+    counted::Change,
     edits::why_not_author_edit,
     items::{post_from_item, post_to_item},
     pages::{Partition, Source, Window},
@@ -21,8 +22,9 @@ use crate::{
 
 const KEY: &str = POST_ID;
 /// Comments deleted per transaction by `Posts::delete`: DynamoDB takes 100 items in one
-/// transaction, and one is the post's counter.
-const DELETE_STEP: i32 = 99;
+/// transaction; each comment goes with the guard that says its removal is counted, and
+/// one more item is the post's counter.
+const DELETE_STEP: i32 = 49;
 /// Steps of `Posts::delete` before it gives up (and a repeated call carries on).
 const MAX_DELETE_STEPS: usize = 200;
 /// Rounds (50 ms apart) in which `Posts::delete` waits for the index to show comments
@@ -222,6 +224,7 @@ impl Posts<'_> {
                     Part::Comment,
                     TransactWriteItem::builder().delete(delete).build(),
                 ));
+                items.push(self.counted_guard(comment, Change::Removed)?);
             }
             let counter = Update::builder()
                 .table_name(&self.tables.posts)

@@ -32,7 +32,9 @@ pub struct Tables {
     /// Ours: one guard item per taken username (lowercased), so that two users can
     /// never hold the same name. Kept apart from the three tables Da Vinci code scans.
     pub usernames: String,
-    /// Ours: the records of changes made under idempotency keys (expired by TTL).
+    /// Ours: what makes things happen once: the records of changes made under idempotency
+    /// keys and the guards of counted comment changes (both expired by TTL), and relays'
+    /// shard leases with their positions.
     pub idempotency: String,
 }
 

@@ -53,6 +53,8 @@ pub(crate) enum Part {
     FreedGuard,
     /// The users' counter.
     Counter,
+    /// The guard that says a comment's change is counted in its post's counter.
+    Counted,
 }
 
 /// Why DynamoDB cancelled a transaction, by part.

@@ -22,6 +22,7 @@ mod mutations;
 mod properties;
 mod proxy;
 mod queries;
+mod scale_out;
 mod schema;
 mod subscriptions;
 mod tokens;

@@ -213,11 +213,12 @@ async fn deleting_a_post_deletes_all_its_comments_in_steps() {
         .run(DELETE_POST, json!({ "id": "p1" }), Some(&app.token("u1")))
         .await;
     assert_eq!(body, json!({ "data": { "deletePost": "p1" } }));
-    // Three steps of comments, then the post with its author's post counter.
+    // Five steps of comments (each with its counted guards), then the post with its
+    // author's post counter.
     assert_eq!(
         cost["byOperation"]["TransactWriteItems"],
-        json!(4),
-        "99 + 99 + 32 comments, then the post: {cost}"
+        json!(6),
+        "49 × 4 + 34 comments, then the post: {cost}"
     );
 
     let body = app

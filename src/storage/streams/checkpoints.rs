@@ -26,13 +26,14 @@ pub(super) enum Position {
 }
 
 /// Where each shard's reading stands, so that reading resumes where it stopped. Kept in
-/// memory by [`MemoryCheckpoints`]; a store in DynamoDB (for a single reader that a fleet
-/// shares) implements the same two calls. Readers save once per page of records.
+/// memory by [`MemoryCheckpoints`], and by a relay in its shards' leases in DynamoDB
+/// (`leases.rs`), where the next holder finds them. Readers save once per page of records.
 pub(super) trait Checkpoints: Send + Sync {
-    /// The positions known for a stream's shards.
+    /// The positions known for the shards `shards` of a stream.
     fn load<'a>(
         &'a self,
         stream: &'a str,
+        shards: &'a [&'a str],
     ) -> BoxFuture<'a, anyhow::Result<HashMap<String, Position>>>;
     fn save<'a>(
         &'a self,
@@ -50,6 +51,7 @@ impl Checkpoints for MemoryCheckpoints {
     fn load<'a>(
         &'a self,
         stream: &'a str,
+        _shards: &'a [&'a str],
     ) -> BoxFuture<'a, anyhow::Result<HashMap<String, Position>>> {
         let positions = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let known = positions.get(stream).cloned().unwrap_or_default();
@@ -94,7 +96,7 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_remember_each_shard_of_each_stream() {
         let store = MemoryCheckpoints::default();
-        assert!(store.load("s").await.expect("loads").is_empty());
+        assert!(store.load("s", &[]).await.expect("loads").is_empty());
         store
             .save("s", "a", Position::After("7".into()))
             .await
@@ -103,10 +105,10 @@ mod tests {
             .save("t", "a", Position::Finished)
             .await
             .expect("saves");
-        let s = store.load("s").await.expect("loads");
+        let s = store.load("s", &[]).await.expect("loads");
         assert_eq!(s.get("a"), Some(&Position::After("7".into())));
         assert_eq!(
-            store.load("t").await.expect("loads").get("a"),
+            store.load("t", &[]).await.expect("loads").get("a"),
             Some(&Position::Finished)
         );
     }

@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, atomic::AtomicU64},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -10,27 +10,29 @@ use anyhow::Context as _;
 use aws_sdk_dynamodbstreams::{
     Client as StreamsClient, operation::describe_stream::DescribeStreamError, types::Shard,
 };
-use tokio::{
-    sync::{broadcast, watch},
-    task::JoinSet,
-};
+use tokio::{sync::watch, task::JoinSet};
 
 use super::{
-    Kind, STREAM_GONE,
+    Kind, Outlet, STREAM_GONE,
     checkpoints::{Checkpoints, Position},
     gone,
+    leases::Leases,
     shard::ShardReader,
     sleep_or_shutdown,
 };
-use crate::{domain::Event, storage::backoff};
+use crate::storage::{Storage, backoff};
+
+/// How often a relay looks for shards whose lease is free or whose holder is gone.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) struct Follower {
-    pub(super) dynamodb: aws_sdk_dynamodb::Client,
+    pub(super) storage: Storage,
     pub(super) streams: StreamsClient,
     pub(super) table: String,
     pub(super) kind: Kind,
-    pub(super) sender: broadcast::Sender<Event>,
-    pub(super) published: Arc<AtomicU64>,
+    pub(super) outlet: Outlet,
+    /// A relay's leases: only shards whose lease it holds are read.
+    pub(super) leases: Option<Arc<Leases>>,
     pub(super) ready: watch::Sender<usize>,
     pub(super) shutdown: watch::Receiver<bool>,
     pub(super) checkpoints: Arc<dyn Checkpoints>,
@@ -69,7 +71,8 @@ impl Follower {
 
     async fn stream_arn(&self) -> anyhow::Result<String> {
         let table = self
-            .dynamodb
+            .storage
+            .client
             .describe_table()
             .table_name(&self.table)
             .send()
@@ -150,13 +153,24 @@ impl Follower {
                     "the table's stream was replaced by a new one"
                 ));
             }
-            // Wait for a shard to be read to its end (its children can start), a reader to
-            // fail, the next periodic look at the shard list, or shutdown.
+            // Wait for a shard to be read to its end (its children can start) or given up
+            // (a lease lost), a reader to fail, the next periodic look at the shard list
+            // (or, for a relay, at the leases), or shutdown.
+            let wait = match self.leases {
+                Some(_) => self.describe_interval.min(LEASE_CHECK),
+                None => self.describe_interval,
+            };
             tokio::select! {
                 Some(result) = readers.join_next(), if !readers.is_empty() => {
                     let failed = match result {
-                        Ok(Ok(())) => None,
-                        Ok(Err(err)) => Some(err),
+                        Ok((shard, Ok(()))) => {
+                            reading.remove(&shard);
+                            if let Some(leases) = &self.leases {
+                                leases.release(&arn, &shard).await;
+                            }
+                            None
+                        }
+                        Ok((_, Err(err))) => Some(err),
                         Err(join) => Some(anyhow::anyhow!("a shard reader failed: {join}")),
                     };
                     if let Some(err) = failed {
@@ -164,7 +178,7 @@ impl Follower {
                         return Err(err);
                     }
                 }
-                stop = sleep_or_shutdown(self.describe_interval, &mut self.shutdown) => {
+                stop = sleep_or_shutdown(wait, &mut self.shutdown) => {
                     if stop {
                         readers.shutdown().await;
                         return Ok(());
@@ -179,10 +193,11 @@ impl Follower {
         &mut self,
         arn: &str,
         shards: &[Shard],
-        readers: &mut JoinSet<anyhow::Result<()>>,
+        readers: &mut JoinSet<(String, anyhow::Result<()>)>,
         reading: &mut HashSet<String>,
     ) -> anyhow::Result<()> {
-        let mut known = self.checkpoints.load(arn).await?;
+        let ids: Vec<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
+        let mut known = self.checkpoints.load(arn, &ids).await?;
         // With positions on record (another process's, for a store that outlives one), this
         // is not the first look: a shard with none is new.
         let first = !self.started && known.is_empty();
@@ -216,16 +231,31 @@ impl Follower {
             if parent_pending {
                 continue;
             }
+            // A relay reads a shard only while it holds its lease, from where the lease
+            // says the last holder stopped.
+            let (position, lost) = match &self.leases {
+                None => (position, None),
+                Some(leases) => match leases.acquire(arn, id).await? {
+                    None => continue,
+                    Some((Some(Position::Finished), _)) => {
+                        leases.release(arn, id).await;
+                        continue;
+                    }
+                    Some((Some(held), lost)) => (held, Some(lost)),
+                    Some((None, lost)) => (position, Some(lost)),
+                },
+            };
             let reader = ShardReader {
                 streams: self.streams.clone(),
+                storage: self.storage.clone(),
                 arn: arn.to_owned(),
                 shard: id.to_owned(),
                 kind: self.kind,
                 table: self.table.clone(),
-                sender: self.sender.clone(),
-                published: self.published.clone(),
+                outlet: self.outlet.clone(),
                 shutdown: self.shutdown.clone(),
                 checkpoints: self.checkpoints.clone(),
+                lost,
             };
             // From now on: the iterator is taken before the feed says it is ready, so
             // that everything written after that is read. Should the reader start again
@@ -245,7 +275,8 @@ impl Follower {
                 (position, None)
             };
             reading.insert(id.to_owned());
-            readers.spawn(reader.read(position, first_iterator));
+            let shard = id.to_owned();
+            readers.spawn(async move { (shard, reader.read(position, first_iterator).await) });
         }
         if !self.started {
             self.started = true;

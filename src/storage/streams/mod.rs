@@ -19,14 +19,23 @@
 //! - A shard remembers the sequence number of its last record, and a record read again
 //!   is not delivered again.
 //!
-//! The store is in memory here; a store in DynamoDB plugs in behind [`Checkpoints`].
+//! The store is in memory for an instance that reads the streams itself.
+//!
+//! The reader also keeps every post's `CommentCount` exact for comments written or deleted
+//! by other programs (`storage::counted`).
+//!
+//! In the scale-out mode, relays read the streams instead, each shard by the one relay
+//! that holds its lease ([`leases`], where its position is kept too), and publish the
+//! events to an engine ([`engine`]) that serving instances subscribe to.
 //!
 //! Here: the instance's event hub, which subscribers listen to. The reading itself is in
 //! [`follower`] (a table's stream and its shards) and [`shard`] (one shard's records);
 //! where each shard stands, in [`checkpoints`].
 
 mod checkpoints;
+mod engine;
 mod follower;
+mod leases;
 mod shard;
 
 use std::{
@@ -39,9 +48,12 @@ use std::{
 
 use tokio::sync::{broadcast, watch};
 
+pub use self::engine::EngineSettings;
 use self::{
     checkpoints::{Checkpoints, MemoryCheckpoints},
+    engine::{Publisher, Subscriber},
     follower::Follower,
+    leases::Leases,
 };
 use super::Storage;
 use crate::domain::Event;
@@ -57,6 +69,8 @@ pub struct EventFeed {
     sender: broadcast::Sender<Event>,
     ready: watch::Receiver<usize>,
     published: Arc<AtomicU64>,
+    interrupted: watch::Receiver<u64>,
+    engine: bool,
 }
 
 impl EventFeed {
@@ -71,11 +85,58 @@ impl EventFeed {
         self.published.load(Ordering::SeqCst)
     }
 
-    /// Waits until both tables' streams are being read: events written from then on
-    /// reach subscribers.
+    /// Waits until both tables' streams are being read (or, in the scale-out mode, the
+    /// instance is subscribed to the engine): events written from then on reach
+    /// subscribers.
     pub async fn ready(&self) {
         let mut ready = self.ready.clone();
         let _ = ready.wait_for(|tables| *tables >= 2).await;
+    }
+
+    /// Whether events arrive now: always once the streams are read; in the scale-out
+    /// mode, while the instance is subscribed to the engine.
+    pub fn connected(&self) -> bool {
+        *self.ready.borrow() >= 2
+    }
+
+    /// Whether events come from an engine (the scale-out mode).
+    pub fn from_engine(&self) -> bool {
+        self.engine
+    }
+
+    /// Turns each time the feed loses events (its engine out of reach): subscriptions
+    /// that began before then have missed some, and end.
+    pub fn interruptions(&self) -> watch::Receiver<u64> {
+        self.interrupted.clone()
+    }
+}
+
+/// Where a reader's events go.
+#[derive(Clone)]
+enum Outlet {
+    /// To this instance's subscribers.
+    Local {
+        sender: broadcast::Sender<Event>,
+        published: Arc<AtomicU64>,
+    },
+    /// To the engine, for every serving instance (a relay).
+    Engine(Arc<Publisher>),
+}
+
+impl Outlet {
+    /// Hands a shard's events on, in order: `source` names the stream and shard.
+    async fn deliver(&self, source: &str, events: &[(String, Event)]) -> anyhow::Result<()> {
+        match self {
+            Self::Local { sender, published } => {
+                for (_, event) in events {
+                    published.fetch_add(1, Ordering::SeqCst);
+                    // No subscriber at the moment is fine: nobody to tell.
+                    let _ = sender.send(event.clone());
+                }
+                Ok(())
+            }
+            Self::Engine(publisher) => publisher.publish(source, events).await,
+        }
     }
 }
 
@@ -95,32 +156,129 @@ impl Kind {
     }
 }
 
+/// A feed with nothing in it yet.
+fn feed(
+    engine: bool,
+) -> (
+    EventFeed,
+    broadcast::Sender<Event>,
+    watch::Sender<usize>,
+    watch::Sender<u64>,
+) {
+    let (sender, _) = broadcast::channel(FEED_CAPACITY);
+    let (ready_tx, ready) = watch::channel(0usize);
+    let (interrupted_tx, interrupted) = watch::channel(0u64);
+    let feed = EventFeed {
+        sender: sender.clone(),
+        ready,
+        published: Arc::new(AtomicU64::new(0)),
+        interrupted,
+        engine,
+    };
+    (feed, sender, ready_tx, interrupted_tx)
+}
+
 impl Storage {
-    /// Starts reading the posts' and comments' streams until `shutdown` turns true.
-    /// `None` for a storage without a streams client (one made in tests from a mock).
-    /// The shard list is read again every `describe_interval`, for new shards.
+    /// Starts reading the posts' and comments' streams until `shutdown` turns true,
+    /// keeping comment counters exact and feeding this instance's subscribers. `None`
+    /// for a storage without a streams client (one made in tests from a mock). The
+    /// shard list is read again every `describe_interval`, for new shards.
     pub fn start_event_feed(
         &self,
         shutdown: watch::Receiver<bool>,
         describe_interval: Duration,
     ) -> Option<EventFeed> {
-        let streams = self.streams.clone()?;
-        let (sender, _) = broadcast::channel(FEED_CAPACITY);
-        let (ready_tx, ready) = watch::channel(0usize);
-        let published = Arc::new(AtomicU64::new(0));
+        let (feed, sender, ready, _) = feed(false);
+        let outlet = Outlet::Local {
+            sender,
+            published: feed.published.clone(),
+        };
         let checkpoints: Arc<dyn Checkpoints> = Arc::new(MemoryCheckpoints::default());
+        self.follow_streams(
+            outlet,
+            None,
+            checkpoints,
+            ready,
+            shutdown,
+            describe_interval,
+        )?;
+        Some(feed)
+    }
+
+    /// The scale-out mode's feed of a serving instance: the engine's events, subscribed
+    /// to until `shutdown` (and again after every failure). No stream is read.
+    pub fn start_engine_feed(
+        &self,
+        settings: EngineSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> EventFeed {
+        let (feed, sender, ready, interrupted) = feed(true);
+        let subscriber = Subscriber {
+            settings,
+            sender,
+            published: feed.published.clone(),
+            ready,
+            interrupted,
+            shutdown,
+        };
+        tokio::spawn(subscriber.run());
+        feed
+    }
+
+    /// The relay of the scale-out mode: reads the shards whose leases it takes (as
+    /// `owner`), keeps comment counters exact, and publishes every event to the engine,
+    /// until `shutdown`. Waits until both streams are being looked at.
+    pub async fn start_relay(
+        &self,
+        settings: &EngineSettings,
+        owner: String,
+        shutdown: watch::Receiver<bool>,
+        describe_interval: Duration,
+    ) -> anyhow::Result<()> {
+        let publisher = Arc::new(Publisher::new(settings)?);
+        let leases = Leases::start(
+            self.client.clone(),
+            self.tables.idempotency.clone(),
+            owner,
+            shutdown.clone(),
+        );
+        let (feed, _, ready, _) = feed(false);
+        let checkpoints: Arc<dyn Checkpoints> = leases.clone();
+        self.follow_streams(
+            Outlet::Engine(publisher),
+            Some(leases),
+            checkpoints,
+            ready,
+            shutdown,
+            describe_interval,
+        )
+        .ok_or_else(|| anyhow::anyhow!("this storage has no streams client"))?;
+        feed.ready().await;
+        Ok(())
+    }
+
+    fn follow_streams(
+        &self,
+        outlet: Outlet,
+        leases: Option<Arc<Leases>>,
+        checkpoints: Arc<dyn Checkpoints>,
+        ready: watch::Sender<usize>,
+        shutdown: watch::Receiver<bool>,
+        describe_interval: Duration,
+    ) -> Option<()> {
+        let streams = self.streams.clone()?;
         for (table, kind) in [
             (self.tables.posts.clone(), Kind::Posts),
             (self.tables.comments.clone(), Kind::Comments),
         ] {
             let follower = Follower {
-                dynamodb: self.client.clone(),
+                storage: self.clone(),
                 streams: streams.clone(),
                 table,
                 kind,
-                sender: sender.clone(),
-                published: published.clone(),
-                ready: ready_tx.clone(),
+                outlet: outlet.clone(),
+                leases: leases.clone(),
+                ready: ready.clone(),
                 shutdown: shutdown.clone(),
                 checkpoints: checkpoints.clone(),
                 started: false,
@@ -128,11 +286,7 @@ impl Storage {
             };
             tokio::spawn(follower.run());
         }
-        Some(EventFeed {
-            sender,
-            ready,
-            published,
-        })
+        Some(())
     }
 }
 

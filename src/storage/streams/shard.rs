@@ -2,10 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -14,32 +11,37 @@ use aws_sdk_dynamodbstreams::{
     operation::{get_records::GetRecordsError, get_shard_iterator::GetShardIteratorError},
     types::{OperationType, ShardIteratorType},
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::{
-    CLOCK_MARGIN, Kind, POLL_INTERVAL, STREAM_GONE,
+    CLOCK_MARGIN, Kind, Outlet, POLL_INTERVAL, STREAM_GONE,
     checkpoints::{Checkpoints, Position, later},
     gone, sleep_or_shutdown,
 };
 use crate::{
     domain::{Comment, Event, Post},
     storage::{
+        Storage,
         attributes::{CONTENT, TITLE},
         backoff,
+        counted::{Change, Counting},
         items::{comment_from_item, post_from_item},
     },
 };
 
 pub(super) struct ShardReader {
     pub(super) streams: StreamsClient,
+    pub(super) storage: Storage,
     pub(super) arn: String,
     pub(super) shard: String,
     pub(super) kind: Kind,
     pub(super) table: String,
-    pub(super) sender: broadcast::Sender<Event>,
-    pub(super) published: Arc<AtomicU64>,
+    pub(super) outlet: Outlet,
     pub(super) shutdown: watch::Receiver<bool>,
     pub(super) checkpoints: Arc<dyn Checkpoints>,
+    /// A relay's lease on the shard: reading stops when it turns true (another relay
+    /// holds the shard now). `None` for an instance that reads every shard itself.
+    pub(super) lost: Option<watch::Receiver<bool>>,
 }
 
 impl ShardReader {
@@ -66,7 +68,7 @@ impl ShardReader {
         };
         let mut failures = 0;
         loop {
-            if *self.shutdown.borrow() {
+            if self.stopping() {
                 return Ok(());
             }
             let current = match iterator.take() {
@@ -97,6 +99,7 @@ impl ShardReader {
                 Ok(output) => {
                     failures = 0;
                     let records = output.records.unwrap_or_default();
+                    let mut events = Vec::new();
                     let mut delivered = false;
                     for record in &records {
                         let Some(data) = record.dynamodb() else {
@@ -120,11 +123,21 @@ impl ShardReader {
                             continue;
                         }
                         since = None;
-                        if let Some(change) = record.event_name() {
-                            self.publish(change, data.old_image(), data.new_image());
+                        if let Some(change) = record.event_name()
+                            && let Some(event) =
+                                self.event(change, data.old_image(), data.new_image())
+                        {
+                            events.push((sequence.to_owned(), event));
                         }
                         position = Position::After(sequence.to_owned());
                         delivered = true;
+                    }
+                    // Counted first, so that a subscriber told of a comment reads the
+                    // count with it; then published; then the position moves past them.
+                    let handed_on = events.is_empty()
+                        || (self.count(&events).await && self.deliver(&events).await);
+                    if !handed_on {
+                        return Ok(());
                     }
                     if delivered {
                         self.save(position.clone()).await;
@@ -268,10 +281,90 @@ impl ShardReader {
         }
     }
 
-    /// Publishes the event a change of an item is, if it is one: an item added, edited
-    /// (a post's title or content, a comment's content: a post's counter moving is no
-    /// edit) or removed.
-    fn publish(&self, change: &OperationType, old: Option<&Image>, new: Option<&Image>) {
+    /// Whether to stop reading: the server shuts down, or the shard's lease is lost.
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.lost.as_ref().is_some_and(|lost| *lost.borrow())
+    }
+
+    /// Counts the changes of comments that no transaction counted (written by another
+    /// program), and gives posts written without a counter one. `false` if reading stops
+    /// first; failures are retried, since a record's counting cannot be done later.
+    async fn count(&mut self, events: &[(String, Event)]) -> bool {
+        let mut changes = Vec::new();
+        let mut uncounted_posts = Vec::new();
+        for (_, event) in events {
+            match event {
+                Event::CommentAdded(comment) => changes.push((Change::Added, comment.clone())),
+                Event::CommentDeleted(comment) => {
+                    changes.push((Change::Removed, comment.clone()));
+                }
+                Event::PostAdded(post) if post.comment_count.is_none() => {
+                    uncounted_posts.push(post.id.clone());
+                }
+                _ => {}
+            }
+        }
+        let mut failures = 0;
+        loop {
+            let mut result = self.storage.count_changes(&changes).await.map(|outcomes| {
+                for ((change, _), outcome) in changes.iter().zip(outcomes) {
+                    if outcome == Counting::Counted {
+                        crate::metrics::comment_counted(match change {
+                            Change::Added => "added",
+                            Change::Removed => "removed",
+                        });
+                    }
+                }
+            });
+            if result.is_ok() {
+                for post in &uncounted_posts {
+                    result = self.storage.make_comment_counter(post).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+            }
+            match result {
+                Ok(()) => return true,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(table = %self.table, shard = %self.shard, error = ?err.internal_source(), "counting comments written without the API failed; retrying");
+                    if self.pause(failures).await || self.stopping() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the events to subscribers (this instance's, or the engine); `false` if
+    /// reading stops first.
+    async fn deliver(&mut self, events: &[(String, Event)]) -> bool {
+        let mut failures = 0;
+        loop {
+            let source = format!("{}/{}", self.arn, self.shard);
+            match self.outlet.deliver(&source, events).await {
+                Ok(()) => return true,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "publishing events failed; retrying");
+                    if self.pause(failures).await || self.stopping() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The event a change of an item is, if it is one: an item added, edited (a post's
+    /// title or content, a comment's content: a post's counter moving is no edit) or
+    /// removed.
+    fn event(
+        &self,
+        change: &OperationType,
+        old: Option<&Image>,
+        new: Option<&Image>,
+    ) -> Option<Event> {
         let event = match (change, old, new) {
             (OperationType::Insert, _, Some(new)) => {
                 self.decode(new, Event::PostAdded, Event::CommentAdded)
@@ -284,7 +377,7 @@ impl ShardReader {
                     Kind::Comments => old.get(CONTENT) != new.get(CONTENT),
                 };
                 if !edited {
-                    return;
+                    return None;
                 }
                 self.decode(new, Event::PostUpdated, Event::CommentUpdated)
             }
@@ -296,18 +389,13 @@ impl ShardReader {
             (OperationType::Remove, Some(old), _) => {
                 self.decode(old, Event::PostDeleted, Event::CommentDeleted)
             }
-            _ => return,
+            _ => return None,
         };
-        match event {
-            // No subscriber at the moment is fine: nobody to tell.
-            Ok(event) => {
-                self.published.fetch_add(1, Ordering::SeqCst);
-                let _ = self.sender.send(event);
-            }
-            Err(err) => {
+        event
+            .inspect_err(|err| {
                 tracing::warn!(table = %self.table, error = ?err, "skipped a stream record that is not a valid item");
-            }
-        }
+            })
+            .ok()
     }
 
     fn decode(

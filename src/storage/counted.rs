@@ -1,0 +1,316 @@
+//! Comment counters that stay exact whoever writes the comments. The API moves a post's
+//! `CommentCount` in the transaction that adds or deletes the comment; another program
+//! (a Da Vinci service, a script) writes the comment alone. The stream reader sees both
+//! and must count only the second kind, exactly once however many readers see the record
+//! and however often one reads it again.
+//!
+//! So every counted change leaves a guard item in the idempotency table, written in the
+//! same transaction as the counter: the API's transactions write it, and the reader's
+//! transaction (the guard, on the condition that it does not exist, and the counter)
+//! applies only where it is missing. A guard names the comment, the change (added or
+//! removed) and the comment's creation time, so that a comment deleted and written again
+//! counts again. Guards expire after [`GUARD_TTL`]: a stream keeps its records 24 hours,
+//! so no record can be read again once its guard is gone.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    Put, PutRequest, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
+};
+
+use super::{
+    Storage,
+    attributes::{CLAIM_KEY, COMMENT_COUNT, EXPIRES_AT, POST_ID},
+    classify,
+    items::comment_from_item,
+    pages::Source,
+    range::TimeRange,
+    writes::{OnCancel, Part, Transacted, n, number, s},
+};
+use crate::{
+    domain::{Comment, PostId},
+    error::AppError,
+};
+
+/// How long a guard is kept: longer than a stream keeps a record (24 hours).
+const GUARD_TTL: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// A change of a post's comments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The comment was written.
+    Added,
+    /// The comment was deleted.
+    Removed,
+}
+
+impl Change {
+    fn delta(self) -> i64 {
+        match self {
+            Self::Added => 1,
+            Self::Removed => -1,
+        }
+    }
+}
+
+/// The key of the guard of one change of one comment. Idempotency records' keys start
+/// with a digit (a length), so the two never meet.
+pub(crate) fn guard_key(comment: &Comment, change: Change) -> String {
+    let change = match change {
+        Change::Added => "added",
+        Change::Removed => "removed",
+    };
+    format!(
+        "counted:{change}:{}:{}",
+        comment.created_at.timestamp_micros(),
+        comment.id
+    )
+}
+
+/// What became of a change the reader saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counting {
+    /// Counted before: by the API's own transaction, or by another reader.
+    AlreadyCounted,
+    /// Counted now: the post's counter moved by one.
+    Counted,
+    /// The post is gone (or had no comment left to take away): nothing to count.
+    NothingToCount,
+    /// The post had no counter: its comments were counted, this one among them or not
+    /// yet, as the index showed them.
+    CounterMade,
+}
+
+impl Storage {
+    /// The guard of `change` of `comment`, for the API's transaction that makes the
+    /// change and moves the counter.
+    pub(crate) fn counted_guard(
+        &self,
+        comment: &Comment,
+        change: Change,
+    ) -> Result<(Part, TransactWriteItem), AppError> {
+        let put = self.guard_put(comment, change)?;
+        Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
+    }
+
+    fn guard_put(&self, comment: &Comment, change: Change) -> Result<Put, AppError> {
+        let expires = crate::domain::now()
+            + chrono::Duration::from_std(GUARD_TTL).unwrap_or_else(|_| chrono::Duration::days(3));
+        Put::builder()
+            .table_name(&self.tables.idempotency)
+            .item(CLAIM_KEY, s(&guard_key(comment, change)))
+            .item(POST_ID, s(comment.post_id.as_str()))
+            .item(EXPIRES_AT, n(expires.timestamp()))
+            .condition_expression(format!("attribute_not_exists({CLAIM_KEY})"))
+            .build()
+            .map_err(AppError::internal)
+    }
+
+    /// Counts changes of comments read from the comments' stream, each one that no
+    /// transaction counted yet. One consistent read of the guards tells which; in the
+    /// usual case (the API wrote them all) that is the only request.
+    pub(crate) async fn count_changes(
+        &self,
+        changes: &[(Change, Comment)],
+    ) -> Result<Vec<Counting>, AppError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = changes
+            .iter()
+            .map(|(change, comment)| guard_key(comment, *change))
+            .collect();
+        let found = self
+            .batch_get(
+                &self.tables.idempotency,
+                CLAIM_KEY,
+                keys.iter().map(String::as_str),
+            )
+            .await?;
+        let known: std::collections::HashSet<&str> = found
+            .iter()
+            .filter_map(|item| item.get(CLAIM_KEY)?.as_s().ok().map(String::as_str))
+            .collect();
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for ((change, comment), key) in changes.iter().zip(&keys) {
+            let outcome = if known.contains(key.as_str()) {
+                Counting::AlreadyCounted
+            } else {
+                self.count_change(*change, comment).await?
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Counts one change, in a transaction with its guard: applied only if the guard is
+    /// missing, so however often it runs the counter moves once.
+    async fn count_change(&self, change: Change, comment: &Comment) -> Result<Counting, AppError> {
+        let mut condition = format!("attribute_exists({COMMENT_COUNT})");
+        if change == Change::Removed {
+            condition.push_str(&format!(" AND {COMMENT_COUNT} > :zero"));
+        }
+        let mut update = Update::builder()
+            .table_name(&self.tables.posts)
+            .key(POST_ID, s(comment.post_id.as_str()))
+            .update_expression(format!("ADD {COMMENT_COUNT} :delta"))
+            .condition_expression(condition)
+            .expression_attribute_values(":delta", n(change.delta()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if change == Change::Removed {
+            update = update.expression_attribute_values(":zero", n(0));
+        }
+        let items = vec![
+            self.counted_guard(comment, change)?,
+            (
+                Part::Post,
+                TransactWriteItem::builder()
+                    .update(update.build().map_err(AppError::internal)?)
+                    .build(),
+            ),
+        ];
+        // A cancellation (the guard is there, or the post has no counter or is gone) is
+        // read afterwards.
+        let done = self.transact(items, None, |_| OnCancel::Retry).await?;
+        if let Transacted::Applied = done {
+            tracing::debug!(comment = %comment.id, post = %comment.post_id, ?change, "counted a comment change made without the API");
+            return Ok(Counting::Counted);
+        }
+        if self.guard_exists(comment, change).await? {
+            return Ok(Counting::AlreadyCounted);
+        }
+        let post = self
+            .get(&self.tables.posts, (POST_ID, comment.post_id.as_str()))
+            .await?;
+        let outcome = match post {
+            None => Counting::NothingToCount,
+            Some(post) if number(&post, COMMENT_COUNT).is_none() => {
+                // Written without a counter: its comments are counted from the index.
+                self.comments().count_comments(&comment.post_id).await?;
+                Counting::CounterMade
+            }
+            // At 0 already: a removal has nothing to take away.
+            Some(_) => Counting::NothingToCount,
+        };
+        self.put_guard(comment, change).await?;
+        Ok(outcome)
+    }
+
+    async fn guard_exists(&self, comment: &Comment, change: Change) -> Result<bool, AppError> {
+        let key = guard_key(comment, change);
+        Ok(self
+            .get(&self.tables.idempotency, (CLAIM_KEY, key.as_str()))
+            .await?
+            .is_some())
+    }
+
+    /// Writes a guard alone: the change is dealt with, though no counter moved.
+    async fn put_guard(&self, comment: &Comment, change: Change) -> Result<(), AppError> {
+        let items = vec![(
+            Part::Counted,
+            TransactWriteItem::builder()
+                .put(self.guard_put(comment, change)?)
+                .build(),
+        )];
+        // Written meanwhile by another reader: just as good.
+        self.transact(items, None, |_| OnCancel::Retry).await?;
+        Ok(())
+    }
+
+    /// How many comments `post` has on the index, for a counter about to be made: each
+    /// one counted gets its "added" guard first, so that a stream reader that reads its
+    /// record afterwards does not count it again. (Until the counter exists, readers
+    /// count nothing for the post: their transactions need it.) Comments the index does
+    /// not show yet have no guard, and their records count them.
+    pub(crate) async fn count_and_guard_comments(&self, post: &PostId) -> Result<i64, AppError> {
+        let range = TimeRange::default();
+        let comments = self.comments();
+        let Source::Index(partition) = comments.of_post_source(post, &range) else {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "comments are listed by an index"
+            )));
+        };
+        let mut start = None;
+        let mut counted = 0;
+        loop {
+            let output = self
+                .index_query(&partition, true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            self.record("Query", output.consumed_capacity.as_slice());
+            let comments = output
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(comment_from_item)
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map_err(AppError::internal)?;
+            counted += i64::try_from(comments.len()).unwrap_or(i64::MAX);
+            for chunk in comments.chunks(25) {
+                self.put_added_guards(chunk).await?;
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(counted);
+            }
+        }
+    }
+
+    /// Writes the "added" guards of `comments` (at most 25), whether or not they exist.
+    async fn put_added_guards(&self, comments: &[Comment]) -> Result<(), AppError> {
+        let expires = (crate::domain::now()
+            + chrono::Duration::from_std(GUARD_TTL).unwrap_or_else(|_| chrono::Duration::days(3)))
+        .timestamp();
+        let mut requests = comments
+            .iter()
+            .map(|comment| {
+                let put = PutRequest::builder()
+                    .item(CLAIM_KEY, s(&guard_key(comment, Change::Added)))
+                    .item(POST_ID, s(comment.post_id.as_str()))
+                    .item(EXPIRES_AT, n(expires))
+                    .build()
+                    .map_err(AppError::internal)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, AppError>>()?;
+        for attempt in 0..8u32 {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.tables.idempotency, requests)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| classify("BatchWriteItem", e))?;
+            self.record("BatchWriteItem", output.consumed_capacity());
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.tables.idempotency))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                tokio::time::sleep(super::backoff(
+                    attempt,
+                    Duration::from_millis(20),
+                    Duration::from_secs(1),
+                ))
+                .await;
+            }
+        }
+        Err(AppError::unavailable(anyhow::anyhow!(
+            "DynamoDB left guards unwritten after retries"
+        )))
+    }
+
+    /// Gives a post written without a counter (by another program) its `CommentCount`,
+    /// counted on the index. Nothing happens to a post that has one.
+    pub(crate) async fn make_comment_counter(&self, post: &PostId) -> Result<(), AppError> {
+        self.comments().count_comments(post).await?;
+        Ok(())
+    }
+}
