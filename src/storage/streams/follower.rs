@@ -3,7 +3,7 @@
 use std::{
     collections::HashSet,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Context as _;
@@ -124,30 +124,42 @@ impl Follower {
         let arn = self.stream_arn().await?;
         let mut readers = JoinSet::new();
         let mut reading: HashSet<String> = HashSet::new();
+        // The shard list, listed again every `describe_interval` and when a reader ends (a
+        // relay looks at the leases of the listed shards more often than that).
+        let mut shards: Vec<Shard> = Vec::new();
+        let mut listed_at: Option<Instant> = None;
         loop {
-            let listed = match self.shards(&arn).await {
-                Ok(shards) => Ok(shards),
-                Err(err) if gone(&err) => Err(err),
-                Err(err) if self.started => {
-                    tracing::warn!(table = %self.table, error = ?err, "listing the stream's shards failed; the shards being read carry on");
-                    Ok(Vec::new())
+            let due = listed_at.is_none_or(|at| at.elapsed() >= self.describe_interval);
+            if due {
+                match self.shards(&arn).await {
+                    Ok(fresh) => {
+                        shards = fresh;
+                        listed_at = Some(Instant::now());
+                    }
+                    Err(err) if self.started && !gone(&err) => {
+                        listed_at = Some(Instant::now());
+                        tracing::warn!(table = %self.table, error = ?err, "listing the stream's shards failed; the shards being read carry on");
+                    }
+                    Err(err) => {
+                        readers.shutdown().await;
+                        return Err(err);
+                    }
                 }
-                Err(err) => Err(err),
-            };
-            let started = match listed {
-                Ok(shards) => {
-                    self.start_readers(&arn, &shards, &mut readers, &mut reading)
-                        .await
-                }
-                Err(err) => Err(err),
-            };
-            if let Err(err) = started {
+            }
+            if let Err(err) = self
+                .start_readers(&arn, &shards, &mut readers, &mut reading)
+                .await
+            {
                 readers.shutdown().await;
                 return Err(err);
             }
             // Every shard read to its end: the stream was turned off, and perhaps on again
             // as a new one (`create-tables` does that to change what it carries).
-            if readers.is_empty() && self.stream_arn().await.is_ok_and(|latest| latest != arn) {
+            if due
+                && readers.is_empty()
+                && reading.is_empty()
+                && self.stream_arn().await.is_ok_and(|latest| latest != arn)
+            {
                 tracing::info!(table = %self.table, "the table has a new stream; following it");
                 return Err(anyhow::anyhow!(
                     "the table's stream was replaced by a new one"
@@ -165,6 +177,8 @@ impl Follower {
                     let failed = match result {
                         Ok((shard, Ok(()))) => {
                             reading.remove(&shard);
+                            // Its children may start now.
+                            listed_at = None;
                             if let Some(leases) = &self.leases {
                                 leases.release(&arn, &shard).await;
                             }
