@@ -200,6 +200,7 @@ fn the_templates_policy_grants_what_the_readme_lists_on_those_tables_only() {
     };
     let tables: BTreeSet<String> = [
         "BatchGetItem",
+        "BatchWriteItem",
         "GetItem",
         "Query",
         "Scan",
