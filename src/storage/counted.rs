@@ -15,8 +15,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    Put, PutRequest, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update, WriteRequest,
+    Put, PutRequest, ReturnConsumedCapacity, TransactWriteItem, Update, WriteRequest,
 };
 
 use super::{
@@ -35,6 +34,11 @@ use crate::{
 
 /// How long a guard is kept: longer than a stream keeps a record (24 hours).
 const GUARD_TTL: Duration = Duration::from_secs(3 * 24 * 3600);
+/// Attempts at counting one change while the post's counter is being made or moved.
+const MAX_ATTEMPTS: usize = 4;
+/// Comments whose guards go in the transaction that makes their post's counter: a
+/// transaction holds 100 items.
+const GUARDS_WITH_COUNTER: usize = 99;
 
 /// A change of a post's comments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,9 +81,6 @@ pub(crate) enum Counting {
     Counted,
     /// The post is gone (or had no comment left to take away): nothing to count.
     NothingToCount,
-    /// The post had no counter: its comments were counted, this one among them or not
-    /// yet, as the index showed them.
-    CounterMade,
 }
 
 impl Storage {
@@ -95,13 +96,9 @@ impl Storage {
     }
 
     fn guard_put(&self, comment: &Comment, change: Change) -> Result<Put, AppError> {
-        let expires = crate::domain::now()
-            + chrono::Duration::from_std(GUARD_TTL).unwrap_or_else(|_| chrono::Duration::days(3));
         Put::builder()
             .table_name(&self.tables.idempotency)
-            .item(CLAIM_KEY, s(&guard_key(comment, change)))
-            .item(POST_ID, s(comment.post_id.as_str()))
-            .item(EXPIRES_AT, n(expires.timestamp()))
+            .set_item(Some(self.guard_item(comment, change)))
             .condition_expression(format!("attribute_not_exists({CLAIM_KEY})"))
             .build()
             .map_err(AppError::internal)
@@ -145,56 +142,64 @@ impl Storage {
     }
 
     /// Counts one change, in a transaction with its guard: applied only if the guard is
-    /// missing, so however often it runs the counter moves once.
+    /// missing, so however often it runs the counter moves once. A post without a counter
+    /// gets one first (its comments counted and guarded at once), and the change is tried
+    /// again: counted then, or found counted by the count.
     async fn count_change(&self, change: Change, comment: &Comment) -> Result<Counting, AppError> {
-        let mut condition = format!("attribute_exists({COMMENT_COUNT})");
-        if change == Change::Removed {
-            condition.push_str(&format!(" AND {COMMENT_COUNT} > :zero"));
-        }
-        let mut update = Update::builder()
-            .table_name(&self.tables.posts)
-            .key(POST_ID, s(comment.post_id.as_str()))
-            .update_expression(format!("ADD {COMMENT_COUNT} :delta"))
-            .condition_expression(condition)
-            .expression_attribute_values(":delta", n(change.delta()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if change == Change::Removed {
-            update = update.expression_attribute_values(":zero", n(0));
-        }
-        let items = vec![
-            self.counted_guard(comment, change)?,
-            (
-                Part::Post,
-                TransactWriteItem::builder()
-                    .update(update.build().map_err(AppError::internal)?)
-                    .build(),
-            ),
-        ];
-        // A cancellation (the guard is there, or the post has no counter or is gone) is
-        // read afterwards.
-        let done = self.transact(items, None, |_| OnCancel::Retry).await?;
-        if let Transacted::Applied = done {
-            tracing::debug!(comment = %comment.id, post = %comment.post_id, ?change, "counted a comment change made without the API");
-            return Ok(Counting::Counted);
-        }
-        if self.guard_exists(comment, change).await? {
-            return Ok(Counting::AlreadyCounted);
-        }
-        let post = self
-            .get(&self.tables.posts, (POST_ID, comment.post_id.as_str()))
-            .await?;
-        let outcome = match post {
-            None => Counting::NothingToCount,
-            Some(post) if number(&post, COMMENT_COUNT).is_none() => {
-                // Written without a counter: its comments are counted from the index.
-                self.comments().count_comments(&comment.post_id).await?;
-                Counting::CounterMade
+        for _ in 0..MAX_ATTEMPTS {
+            let mut condition = format!("attribute_exists({COMMENT_COUNT})");
+            if change == Change::Removed {
+                condition.push_str(&format!(" AND {COMMENT_COUNT} > :zero"));
             }
-            // At 0 already: a removal has nothing to take away.
-            Some(_) => Counting::NothingToCount,
-        };
-        self.put_guard(comment, change).await?;
-        Ok(outcome)
+            let mut update = Update::builder()
+                .table_name(&self.tables.posts)
+                .key(POST_ID, s(comment.post_id.as_str()))
+                .update_expression(format!("ADD {COMMENT_COUNT} :delta"))
+                .condition_expression(condition)
+                .expression_attribute_values(":delta", n(change.delta()));
+            if change == Change::Removed {
+                update = update.expression_attribute_values(":zero", n(0));
+            }
+            let items = vec![
+                self.counted_guard(comment, change)?,
+                (
+                    Part::Post,
+                    TransactWriteItem::builder()
+                        .update(update.build().map_err(AppError::internal)?)
+                        .build(),
+                ),
+            ];
+            // A cancellation (the guard is there, the post has no counter, is at 0 or is
+            // gone) is read afterwards.
+            let done = self.transact(items, None, |_| OnCancel::Retry).await?;
+            if let Transacted::Applied = done {
+                tracing::debug!(comment = %comment.id, post = %comment.post_id, ?change, "counted a comment change made without the API");
+                return Ok(Counting::Counted);
+            }
+            if self.guard_exists(comment, change).await? {
+                return Ok(Counting::AlreadyCounted);
+            }
+            let post = self
+                .get(&self.tables.posts, (POST_ID, comment.post_id.as_str()))
+                .await?;
+            match post.as_ref().map(|post| number(post, COMMENT_COUNT)) {
+                // No post, or none left to take away: nothing to count, ever.
+                None => {}
+                Some(Some(count)) if change == Change::Removed && count <= 0 => {}
+                // Written without a counter: make it, then try again.
+                Some(None) => {
+                    self.count_and_guard_comments(&comment.post_id).await?;
+                    continue;
+                }
+                // A counter appeared meanwhile: try again.
+                Some(Some(_)) => continue,
+            }
+            self.put_guard(comment, change).await?;
+            return Ok(Counting::NothingToCount);
+        }
+        Err(AppError::unavailable(anyhow::anyhow!(
+            "counting a comment change kept meeting concurrent changes"
+        )))
     }
 
     async fn guard_exists(&self, comment: &Comment, change: Change) -> Result<bool, AppError> {
@@ -218,12 +223,74 @@ impl Storage {
         Ok(())
     }
 
-    /// How many comments `post` has on the index, for a counter about to be made: each
-    /// one counted gets its "added" guard first, so that a stream reader that reads its
-    /// record afterwards does not count it again. (Until the counter exists, readers
-    /// count nothing for the post: their transactions need it.) Comments the index does
-    /// not show yet have no guard, and their records count them.
+    /// `post`'s `CommentCount`, made if it has none: its comments counted on the index,
+    /// and each one counted guarded ("added") in the same transaction that sets the
+    /// counter, so that a stream reader that reads one of their records afterwards does
+    /// not count it again, and a count that lost the race to another guards nothing.
+    /// (Until the counter exists, readers count nothing for the post: their transactions
+    /// need it.) Comments the index does not show yet have no guard, and their records
+    /// count them. Past 99 comments the guards go first and the counter after, which a
+    /// concurrent count of the same post could skew; `recount` repairs that.
     pub(crate) async fn count_and_guard_comments(&self, post: &PostId) -> Result<i64, AppError> {
+        let key = (POST_ID, post.as_str());
+        match self.get(&self.tables.posts, key).await? {
+            None => return Ok(0),
+            Some(item) => {
+                if let Some(count) = number(&item, COMMENT_COUNT) {
+                    return Ok(count);
+                }
+            }
+        }
+        let comments = self.all_comments_of(post).await?;
+        let counted = i64::try_from(comments.len()).unwrap_or(i64::MAX);
+        let guarded: Vec<&Comment> = comments.iter().filter_map(|c| c.as_ref()).collect();
+        if guarded.len() > GUARDS_WITH_COUNTER {
+            for chunk in guarded.chunks(25) {
+                self.put_added_guards(chunk).await?;
+            }
+            return self
+                .make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
+                .await;
+        }
+        let counter = Update::builder()
+            .table_name(&self.tables.posts)
+            .key(POST_ID, s(post.as_str()))
+            .update_expression(format!("SET {COMMENT_COUNT} = :n"))
+            .condition_expression(format!(
+                "attribute_exists({POST_ID}) AND attribute_not_exists({COMMENT_COUNT})"
+            ))
+            .expression_attribute_values(":n", n(counted))
+            .build()
+            .map_err(AppError::internal)?;
+        let mut items = vec![(
+            Part::Post,
+            TransactWriteItem::builder().update(counter).build(),
+        )];
+        for comment in guarded {
+            let put = Put::builder()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(self.guard_item(comment, Change::Added)))
+                .build()
+                .map_err(AppError::internal)?;
+            items.push((Part::Counted, TransactWriteItem::builder().put(put).build()));
+        }
+        match self.transact(items, None, |_| OnCancel::Retry).await? {
+            Transacted::Applied => {
+                tracing::info!(post = %post, counted, "made a missing comment counter");
+                Ok(counted)
+            }
+            // Made meanwhile by another count (that value holds), or the post is gone.
+            _ => Ok(self
+                .get(&self.tables.posts, key)
+                .await?
+                .and_then(|item| number(&item, COMMENT_COUNT))
+                .unwrap_or(0)),
+        }
+    }
+
+    /// Every comment of `post` on the index; `None` for an item that is not a valid
+    /// comment (counted, but not guarded).
+    async fn all_comments_of(&self, post: &PostId) -> Result<Vec<Option<Comment>>, AppError> {
         let range = TimeRange::default();
         let comments = self.comments();
         let Source::Index(partition) = comments.of_post_source(post, &range) else {
@@ -232,7 +299,7 @@ impl Storage {
             )));
         };
         let mut start = None;
-        let mut counted = 0;
+        let mut all = Vec::new();
         loop {
             let output = self
                 .index_query(&partition, true)
@@ -241,36 +308,37 @@ impl Storage {
                 .await
                 .map_err(|e| classify("Query", e))?;
             self.record("Query", output.consumed_capacity.as_slice());
-            let comments = output
-                .items
-                .unwrap_or_default()
-                .into_iter()
-                .map(comment_from_item)
-                .collect::<anyhow::Result<Vec<_>>>()
-                .map_err(AppError::internal)?;
-            counted += i64::try_from(comments.len()).unwrap_or(i64::MAX);
-            for chunk in comments.chunks(25) {
-                self.put_added_guards(chunk).await?;
+            for item in output.items.unwrap_or_default() {
+                all.push(
+                    comment_from_item(item)
+                        .inspect_err(|err| tracing::warn!(error = ?err, "a comment on the index is malformed; counted, not guarded"))
+                        .ok(),
+                );
             }
             start = output.last_evaluated_key;
             if start.is_none() {
-                return Ok(counted);
+                return Ok(all);
             }
         }
     }
 
+    fn guard_item(&self, comment: &Comment, change: Change) -> super::items::Item {
+        let expires = crate::domain::now()
+            + chrono::Duration::from_std(GUARD_TTL).unwrap_or_else(|_| chrono::Duration::days(3));
+        std::collections::HashMap::from([
+            (CLAIM_KEY.to_owned(), s(&guard_key(comment, change))),
+            (POST_ID.to_owned(), s(comment.post_id.as_str())),
+            (EXPIRES_AT.to_owned(), n(expires.timestamp())),
+        ])
+    }
+
     /// Writes the "added" guards of `comments` (at most 25), whether or not they exist.
-    async fn put_added_guards(&self, comments: &[Comment]) -> Result<(), AppError> {
-        let expires = (crate::domain::now()
-            + chrono::Duration::from_std(GUARD_TTL).unwrap_or_else(|_| chrono::Duration::days(3)))
-        .timestamp();
+    async fn put_added_guards(&self, comments: &[&Comment]) -> Result<(), AppError> {
         let mut requests = comments
             .iter()
             .map(|comment| {
                 let put = PutRequest::builder()
-                    .item(CLAIM_KEY, s(&guard_key(comment, Change::Added)))
-                    .item(POST_ID, s(comment.post_id.as_str()))
-                    .item(EXPIRES_AT, n(expires))
+                    .set_item(Some(self.guard_item(comment, Change::Added)))
                     .build()
                     .map_err(AppError::internal)?;
                 Ok(WriteRequest::builder().put_request(put).build())
@@ -308,9 +376,9 @@ impl Storage {
     }
 
     /// Gives a post written without a counter (by another program) its `CommentCount`,
-    /// counted on the index. Nothing happens to a post that has one.
+    /// counted on the index. Nothing happens to a post that has one (one read).
     pub(crate) async fn make_comment_counter(&self, post: &PostId) -> Result<(), AppError> {
-        self.comments().count_comments(post).await?;
+        self.count_and_guard_comments(post).await?;
         Ok(())
     }
 }

@@ -14,9 +14,7 @@ use aws_sdk_dynamodb::{
 
 use super::{
     Comments, Storage, Users,
-    attributes::{
-        COMMENT_COUNT, POST_COUNT, POST_ID, USER_COUNT, USER_ID, USERNAME_KEY, USERS_COUNTER_KEY,
-    },
+    attributes::{POST_COUNT, USER_COUNT, USER_ID, USERNAME_KEY, USERS_COUNTER_KEY},
     classify,
     pages::Source,
     range::TimeRange,
@@ -32,7 +30,7 @@ impl Storage {
     /// whose key `key` is `id` in `table`, on the condition that the item exists and has
     /// no counter. Returns the counter's value: `counted`, or the value a concurrent count
     /// set first.
-    async fn make_counter(
+    pub(super) async fn make_counter(
         &self,
         table: &str,
         (key, id): (&str, &str),
@@ -79,10 +77,7 @@ impl Comments<'_> {
     /// the index, which then becomes the post's `CommentCount` (see
     /// [`Users::count_posts`]).
     pub async fn count_comments(&self, post: &PostId) -> Result<i64, AppError> {
-        let counted = self.count_and_guard_comments(post).await?;
-        let key = (POST_ID, post.as_str());
-        self.make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
-            .await
+        self.count_and_guard_comments(post).await
     }
 }
 

@@ -150,6 +150,7 @@ impl Subscriber {
                 return;
             }
         };
+        crate::metrics::engine_connected(false);
         // The last sequence number passed on, per shard, and when.
         let mut last: HashMap<String, (String, Instant)> = HashMap::new();
         let mut failures = 0u32;

@@ -44,9 +44,9 @@ use crate::storage::{
 };
 
 /// How often a holder raises its leases' counters.
-pub(super) const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+const RENEW_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a lease's counter must stand still before another relay takes it.
-pub(super) const LEASE_DURATION: Duration = Duration::from_secs(3);
+const LEASE_DURATION: Duration = Duration::from_secs(3);
 /// How long a finished shard's lease is kept: a closed shard is listed for 24 hours.
 const FINISHED_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 
@@ -267,17 +267,19 @@ impl Leases {
             .expression_attribute_names("#counter", COUNTER)
             .expression_attribute_values(":me", s(&self.owner))
             .expression_attribute_values(":next", n(next))
-            .send()
-            .await;
+            .send();
+        // A renewal that hangs counts as failed: a lease must not outlive its holder's
+        // knowledge of it.
+        let result = tokio::time::timeout(RENEW_INTERVAL, result).await;
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         match result {
-            Ok(_) => {
+            Ok(Ok(_)) => {
                 if let Some(lease) = held.get_mut(key) {
                     lease.counter = next;
                     lease.renewed = Instant::now();
                 }
             }
-            Err(err)
+            Ok(Err(err))
                 if matches!(
                     err.as_service_error(),
                     Some(UpdateItemError::ConditionalCheckFailedException(_))
@@ -292,10 +294,16 @@ impl Leases {
                     crate::metrics::lease_lost();
                 }
             }
-            Err(err) => {
-                let expired = held
-                    .get(key)
-                    .is_some_and(|lease| lease.renewed.elapsed() >= LEASE_DURATION);
+            failed => {
+                let err = match failed {
+                    Ok(Err(err)) => anyhow::Error::new(err),
+                    _ => anyhow::anyhow!("renewing the lease timed out"),
+                };
+                // Given up a renewal period before others may take it, so that reading
+                // stops before anyone else starts.
+                let expired = held.get(key).is_some_and(|lease| {
+                    lease.renewed.elapsed() >= LEASE_DURATION - RENEW_INTERVAL
+                });
                 tracing::warn!(lease = key, error = ?err, expired, "renewing a lease failed");
                 if expired {
                     // Others may have taken it by now: stop before reading on.
@@ -397,9 +405,11 @@ impl Checkpoints for Leases {
                 .expression_attribute_names("#position", POSITION)
                 .expression_attribute_values(":me", s(&self.owner))
                 .expression_attribute_values(":position", s(&encode(&position)))
-                // The holder saves; a shard nobody leased yet (passed over, closed, at
-                // the first look) is marked by whoever looks.
-                .condition_expression(format!("#owner = :me OR attribute_not_exists({CLAIM_KEY})"));
+                // The holder saves; a shard nobody holds (passed over, closed, at the
+                // first look) is marked by whoever looks.
+                .condition_expression(format!(
+                    "#owner = :me OR attribute_not_exists({CLAIM_KEY}) OR attribute_not_exists(#owner)"
+                ));
             update = if position == Position::Finished {
                 let expires = SystemTime::now() + FINISHED_TTL;
                 let epoch = expires

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     domain::{Comment, Event, Post},
+    error::AppError,
     storage::{
         Storage,
         attributes::{CONTENT, TITLE},
@@ -326,6 +327,17 @@ impl ShardReader {
             }
             match result {
                 Ok(()) => return true,
+                // A fault that will not pass (a malformed item, a request DynamoDB refuses,
+                // a permission missing) must not stop the stream: logged, and passed over.
+                Err(err)
+                    if !matches!(
+                        err,
+                        AppError::ServiceUnavailable(_) | AppError::OutcomeUnknown(_)
+                    ) =>
+                {
+                    tracing::error!(table = %self.table, shard = %self.shard, error = ?err.internal_source(), "counting comments written without the API failed for good; these changes are not counted (`recount` repairs them)");
+                    return true;
+                }
                 Err(err) => {
                     failures += 1;
                     tracing::warn!(table = %self.table, shard = %self.shard, error = ?err.internal_source(), "counting comments written without the API failed; retrying");
@@ -342,6 +354,10 @@ impl ShardReader {
     async fn deliver(&mut self, events: &[(String, Event)]) -> bool {
         let mut failures = 0;
         loop {
+            // A relay that lost the shard's lease publishes nothing more of it.
+            if self.stopping() {
+                return false;
+            }
             let source = format!("{}/{}", self.arn, self.shard);
             match self.outlet.deliver(&source, events).await {
                 Ok(()) => return true,
