@@ -59,6 +59,10 @@ pub struct RelayArgs {
     /// host name, the process id and a random suffix.
     #[arg(long, env = "RELAY_ID")]
     pub relay_id: Option<String>,
+    /// Serve `/health`, `/ready` and `/metrics` on this port (all interfaces); unset, no
+    /// HTTP.
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
     /// Which DynamoDB tables to use, and where they are.
     #[command(flatten)]
     pub dynamo: DynamoArgs,

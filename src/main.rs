@@ -10,7 +10,7 @@ use blog_graphql::{
     config::Config,
     domain::{PostId, UserId},
     graphql, seed,
-    storage::{EngineSettings, RecountScope, Storage},
+    storage::{EngineSettings, RecountScope, RelayStatus, Storage},
     telemetry,
 };
 use clap::Parser;
@@ -82,14 +82,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 format!("{host}-{}-{}", std::process::id(), &suffix[..8])
             });
             let (stop, shutdown) = tokio::sync::watch::channel(false);
-            storage
-                .start_relay(&engine, owner.clone(), shutdown, RELAY_DESCRIBE_INTERVAL)
-                .await?;
+            // Listening for the signal from the start: a relay stopped early still gives
+            // back what it took.
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            let status = RelayStatus::default();
+            if let Some(port) = args.port {
+                // Counted from the start, scraped on /metrics.
+                blog_graphql::metrics::handle();
+                let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?;
+                let router = blog_graphql::http::relay_router(status.clone());
+                let mut stopped = shutdown.clone();
+                tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await;
+                });
+            }
             tracing::info!(relay = %owner, channel = %engine.channel, "relaying the tables' streams");
-            shutdown_signal().await;
-            let _ = stop.send(true);
-            // The leases are given back, so that another relay takes over at once.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            storage
+                .run_relay(&engine, owner, shutdown, RELAY_DESCRIBE_INTERVAL, &status)
+                .await?;
         }
         Command::Recount(args) => {
             let scope = match (args.post, args.user) {

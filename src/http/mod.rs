@@ -109,6 +109,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A relay's own routes: `GET /health` (the process answers), `GET /ready` (both streams
+/// are looked at: 200, with the number of shard leases it holds) and `GET /metrics`.
+pub fn relay_router(relay: crate::storage::RelayStatus) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route(
+            "/ready",
+            get(move || {
+                let relay = relay.clone();
+                async move {
+                    let body = serde_json::json!({
+                        "status": if relay.ready() { "ready" } else { "starting" },
+                        "leases": relay.leases(),
+                    });
+                    let status = if relay.ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, axum::Json(body))
+                }
+            }),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+}
+
 /// The Prometheus scrape.
 async fn metrics() -> impl axum::response::IntoResponse {
     (

@@ -266,6 +266,11 @@ impl Comments<'_> {
             // Dealt with here, counted or not: the stream reader leaves it alone.
             self.counted_guard(comment, Change::Removed)?,
         ];
+        if !counted {
+            // The counter is at 0 (or the post gone) while the comment exists: its
+            // addition is not counted, and must not be once it is deleted.
+            items.push(self.counted_guard_anyway(comment, Change::Added)?);
+        }
         // The post item: its counter, and (for the post's author) who may delete.
         let mut condition = vec![format!("attribute_exists({POST_ID})")];
         if !as_author {

@@ -95,6 +95,22 @@ impl Storage {
         Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
     }
 
+    /// The guard of `change` of `comment`, written whether or not it exists: for a
+    /// deletion that finds the counter at 0, whose comment's addition a reader may not
+    /// have counted yet (and now never will).
+    pub(crate) fn counted_guard_anyway(
+        &self,
+        comment: &Comment,
+        change: Change,
+    ) -> Result<(Part, TransactWriteItem), AppError> {
+        let put = Put::builder()
+            .table_name(&self.tables.idempotency)
+            .set_item(Some(self.guard_item(comment, change)))
+            .build()
+            .map_err(AppError::internal)?;
+        Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
+    }
+
     fn guard_put(&self, comment: &Comment, change: Change) -> Result<Put, AppError> {
         Put::builder()
             .table_name(&self.tables.idempotency)
@@ -245,9 +261,7 @@ impl Storage {
         let counted = i64::try_from(comments.len()).unwrap_or(i64::MAX);
         let guarded: Vec<&Comment> = comments.iter().filter_map(|c| c.as_ref()).collect();
         if guarded.len() > GUARDS_WITH_COUNTER {
-            for chunk in guarded.chunks(25) {
-                self.put_added_guards(chunk).await?;
-            }
+            self.guard_comments_of(post).await?;
             return self
                 .make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
                 .await;
@@ -286,6 +300,17 @@ impl Storage {
                 .and_then(|item| number(&item, COMMENT_COUNT))
                 .unwrap_or(0)),
         }
+    }
+
+    /// Writes the "added" guard of every comment of `post` on the index: for `recount`,
+    /// before it sets a counter to the number of those comments.
+    pub(crate) async fn guard_comments_of(&self, post: &PostId) -> Result<(), AppError> {
+        let comments = self.all_comments_of(post).await?;
+        let guarded: Vec<&Comment> = comments.iter().filter_map(|c| c.as_ref()).collect();
+        for chunk in guarded.chunks(25) {
+            self.put_added_guards(chunk).await?;
+        }
+        Ok(())
     }
 
     /// Every comment of `post` on the index; `None` for an item that is not a valid

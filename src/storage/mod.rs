@@ -39,7 +39,7 @@ pub use cursor::{CursorError, List, PageKey};
 pub use pages::{Page, Window};
 pub use range::TimeRange;
 pub use recount::{RecountScope, Recounted, Repair};
-pub use streams::{EngineSettings, EventFeed, FEED_CAPACITY};
+pub use streams::{EngineSettings, EventFeed, FEED_CAPACITY, RelayStatus};
 pub use tables::Tables;
 pub use writes::Written;
 

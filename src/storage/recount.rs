@@ -208,6 +208,11 @@ impl Storage {
                 // Writes are moving it: read it all again.
                 continue;
             }
+            if let Which::Post(id) = &which {
+                // The comments counted are guarded first, so that a stream reader that has
+                // yet to read one's record does not count it again after the repair.
+                self.guard_comments_of(id).await?;
+            }
             if self.set_counter(&counter, was, counted).await? {
                 tracing::warn!(counter = %counter.name, ?was, now = counted, "repaired a counter");
                 return Ok(Outcome::Repaired(Repair {

@@ -70,8 +70,8 @@ fn root() -> PathBuf {
 }
 
 /// A relay, as its own process (so that it can be killed), logging to
-/// `target/relay-<id>.log`.
-fn relay(settings: &StorageSettings, redis: &Redis, id: &str) -> Child {
+/// `target/relay-<id>.log`, with its `/ready` on `port`.
+fn relay(settings: &StorageSettings, redis: &Redis, id: &str, port: u16) -> Child {
     let log = std::fs::File::create(root().join(format!("target/relay-{id}.log"))).expect("log");
     Command::new(env!("CARGO_BIN_EXE_blog-graphql"))
         .arg("relay")
@@ -84,6 +84,7 @@ fn relay(settings: &StorageSettings, redis: &Redis, id: &str) -> Child {
         .args(["--region", settings.region.as_deref().expect("a region")])
         .args(["--relay-id", id])
         .env("REDIS_URL", redis.url())
+        .env("PORT", port.to_string())
         .env("RUST_LOG", "info")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_PROFILE")
@@ -338,10 +339,11 @@ async fn four_instances_and_two_relays_deliver_every_event_once_through_a_relay_
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
-    let mut relays = HashMap::from([
-        ("relay-a".to_owned(), relay(&settings, &redis, "relay-a")),
-        ("relay-b".to_owned(), relay(&settings, &redis, "relay-b")),
-    ]);
+    let ports = HashMap::from([("relay-a", free_port()), ("relay-b", free_port())]);
+    let mut relays: HashMap<String, Child> = ports
+        .iter()
+        .map(|(id, port)| ((*id).to_owned(), relay(&settings, &redis, id, *port)))
+        .collect();
     let apps = serving(&settings, &redis, 4).await;
     let holder = comments_holder(&storage, None, Duration::from_secs(30)).await;
 
@@ -402,6 +404,15 @@ async fn four_instances_and_two_relays_deliver_every_event_once_through_a_relay_
     let (written, (next, failover)) = tokio::join!(futures::future::join_all(writers), kill);
     let burst = started.elapsed();
     assert_ne!(next, holder);
+    // The new holder says so on its /ready.
+    let ready: Value = reqwest::get(format!("http://127.0.0.1:{}/ready", ports[next.as_str()]))
+        .await
+        .expect("the relay's /ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], json!("ready"), "{ready}");
+    assert!(ready["leases"].as_u64() >= Some(1), "{ready}");
     let expected: HashMap<&String, &Vec<String>> = posts.iter().zip(&written).collect();
 
     let mut delivered = 0;
@@ -526,7 +537,7 @@ async fn serving_instances_reconnect_to_a_restarted_engine_and_tell_their_subscr
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
-    let _relay = relay(&settings, &redis, "relay-r");
+    let _relay = relay(&settings, &redis, "relay-r", free_port());
     let apps = serving(&settings, &redis, 2).await;
     comments_holder(&storage, None, Duration::from_secs(30)).await;
     apps[0].add_user("user-1", "alice").await;

@@ -49,9 +49,14 @@ impl Follower {
             if *self.shutdown.borrow() {
                 return;
             }
+            let began = Instant::now();
             match self.follow_stream().await {
                 Ok(()) => return,
                 Err(err) => {
+                    // A failure after a good while of reading starts the backoff afresh.
+                    if began.elapsed() > Duration::from_secs(60) {
+                        failures = 0;
+                    }
                     failures += 1;
                     tracing::warn!(table = %self.table, error = ?err, "reading the table's stream failed; resuming from the checkpoints");
                     let wait = backoff(
@@ -211,14 +216,23 @@ impl Follower {
         reading: &mut HashSet<String>,
     ) -> anyhow::Result<()> {
         let ids: Vec<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
-        let mut known = self.checkpoints.load(arn, &ids).await?;
+        // Once reading, a failed look at the positions (a relay's leases) waits for the
+        // next round; the shards being read carry on.
+        let mut known = match self.checkpoints.load(arn, &ids).await {
+            Ok(known) => known,
+            Err(err) if self.started => {
+                tracing::warn!(table = %self.table, error = ?err, "reading the shards' positions failed; trying again later");
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
         // With positions on record (another process's, for a store that outlives one), this
         // is not the first look: a shard with none is new.
         let first = !self.started && known.is_empty();
         let listed: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
         for shard in shards {
             let Some(id) = shard.shard_id() else { continue };
-            if reading.contains(id) {
+            if reading.contains(id) || *self.shutdown.borrow() {
                 continue;
             }
             let closed = shard
@@ -233,8 +247,12 @@ impl Follower {
             };
             if position == Position::Finished {
                 if !known.contains_key(id) {
-                    self.checkpoints.save(arn, id, Position::Finished).await?;
-                    known.insert(id.to_owned(), Position::Finished);
+                    match self.checkpoints.save(arn, id, Position::Finished).await {
+                        Ok(()) => _ = known.insert(id.to_owned(), Position::Finished),
+                        Err(err) => {
+                            tracing::warn!(table = %self.table, shard = %id, error = ?err, "marking a shard passed over failed; trying again later");
+                        }
+                    }
                 }
                 continue;
             }
@@ -249,14 +267,18 @@ impl Follower {
             // says the last holder stopped.
             let (position, lost) = match &self.leases {
                 None => (position, None),
-                Some(leases) => match leases.acquire(arn, id).await? {
-                    None => continue,
-                    Some((Some(Position::Finished), _)) => {
+                Some(leases) => match leases.acquire(arn, id).await {
+                    Err(err) => {
+                        tracing::warn!(table = %self.table, shard = %id, error = ?err, "looking at a shard's lease failed; trying again later");
+                        continue;
+                    }
+                    Ok(None) => continue,
+                    Ok(Some((Some(Position::Finished), _))) => {
                         leases.release(arn, id).await;
                         continue;
                     }
-                    Some((Some(held), lost)) => (held, Some(lost)),
-                    Some((None, lost)) => (position, Some(lost)),
+                    Ok(Some((Some(held), lost))) => (held, Some(lost)),
+                    Ok(Some((None, lost))) => (position, Some(lost)),
                 },
             };
             let reader = ShardReader {
@@ -276,7 +298,14 @@ impl Follower {
             // before it delivers anything, it resumes with what was written from now on.
             let (position, first_iterator) = if position == Position::Latest {
                 let since = Position::Since(SystemTime::now());
-                self.checkpoints.save(arn, id, since.clone()).await?;
+                if let Err(err) = self.checkpoints.save(arn, id, since.clone()).await {
+                    // Only a relay's store fails: give the lease back, try again later.
+                    tracing::warn!(table = %self.table, shard = %id, error = ?err, "saving where a shard's reading begins failed; trying again later");
+                    if let Some(leases) = &self.leases {
+                        leases.release(arn, id).await;
+                    }
+                    continue;
+                }
                 let iterator = match reader.iterator(&Position::Latest).await {
                     Ok(iterator) => iterator,
                     Err(err) => {

@@ -83,7 +83,7 @@ impl Leases {
         table: String,
         owner: String,
         shutdown: watch::Receiver<bool>,
-    ) -> Arc<Self> {
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let leases = Arc::new(Self {
             client,
             table,
@@ -91,8 +91,30 @@ impl Leases {
             held: Mutex::default(),
             seen: Mutex::default(),
         });
-        tokio::spawn(leases.clone().renew(shutdown));
-        leases
+        let renewing = tokio::spawn(leases.clone().renew(shutdown));
+        (leases, renewing)
+    }
+
+    /// How many leases this relay holds.
+    pub(super) fn held(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Gives every lease back (at shutdown, once no reader runs).
+    pub(super) async fn release_all(&self) {
+        let keys: Vec<String> = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for key in keys {
+            self.release_key(&key).await;
+        }
     }
 
     /// Takes the lease of a shard if it is free or its holder is gone. `Some` with the
@@ -225,23 +247,18 @@ impl Leases {
         }
     }
 
-    /// Raises the counters of the leases held, every [`RENEW_INTERVAL`], until shutdown;
-    /// then gives them all back.
+    /// Raises the counters of the leases held, every [`RENEW_INTERVAL`], until shutdown
+    /// (the relay gives them back once its readers stop).
     async fn renew(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
             if sleep_or_shutdown(RENEW_INTERVAL, &mut shutdown).await {
-                let keys: Vec<String> = self
-                    .held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .keys()
-                    .cloned()
-                    .collect();
-                for key in keys {
-                    self.release_key(&key).await;
-                }
                 return;
             }
+            // Others' leases not seen for a while are forgotten.
+            self.seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, (_, since)| since.elapsed() < Duration::from_secs(3600));
             let held: Vec<(String, i64)> = self
                 .held
                 .lock()

@@ -111,6 +111,27 @@ impl EventFeed {
     }
 }
 
+/// How a relay is doing, for its `/ready`: filled in once it runs.
+#[derive(Clone, Default)]
+pub struct RelayStatus {
+    leases: Arc<std::sync::OnceLock<Arc<Leases>>>,
+    started: Arc<std::sync::OnceLock<watch::Receiver<usize>>>,
+}
+
+impl RelayStatus {
+    /// Whether both streams are being looked at (their shards' leases taken or watched).
+    pub fn ready(&self) -> bool {
+        self.started
+            .get()
+            .is_some_and(|started| *started.borrow() >= 2)
+    }
+
+    /// How many shard leases the relay holds.
+    pub fn leases(&self) -> usize {
+        self.leases.get().map_or(0, |leases| leases.held())
+    }
+}
+
 /// Where a reader's events go.
 #[derive(Clone)]
 enum Outlet {
@@ -227,33 +248,42 @@ impl Storage {
 
     /// The relay of the scale-out mode: reads the shards whose leases it takes (as
     /// `owner`), keeps comment counters exact, and publishes every event to the engine,
-    /// until `shutdown`. Waits until both streams are being looked at.
-    pub async fn start_relay(
+    /// until `shutdown`; then waits for its readers to stop and gives its leases back, so
+    /// that another relay takes over at once. `status` says how it is doing meanwhile.
+    pub async fn run_relay(
         &self,
         settings: &EngineSettings,
         owner: String,
         shutdown: watch::Receiver<bool>,
         describe_interval: Duration,
+        status: &RelayStatus,
     ) -> anyhow::Result<()> {
         let publisher = Arc::new(Publisher::new(settings)?);
-        let leases = Leases::start(
+        let (leases, renewing) = Leases::start(
             self.client.clone(),
             self.tables.idempotency.clone(),
             owner,
             shutdown.clone(),
         );
-        let (feed, _, ready, _) = feed(false);
+        let (ready, started) = watch::channel(0usize);
         let checkpoints: Arc<dyn Checkpoints> = leases.clone();
-        self.follow_streams(
-            Outlet::Engine(publisher),
-            Some(leases),
-            checkpoints,
-            ready,
-            shutdown,
-            describe_interval,
-        )
-        .ok_or_else(|| anyhow::anyhow!("this storage has no streams client"))?;
-        feed.ready().await;
+        let followers = self
+            .follow_streams(
+                Outlet::Engine(publisher),
+                Some(leases.clone()),
+                checkpoints,
+                ready,
+                shutdown,
+                describe_interval,
+            )
+            .ok_or_else(|| anyhow::anyhow!("this storage has no streams client"))?;
+        let _ = status.leases.set(leases.clone());
+        let _ = status.started.set(started);
+        for follower in followers {
+            let _ = follower.await;
+        }
+        let _ = renewing.await;
+        leases.release_all().await;
         Ok(())
     }
 
@@ -265,8 +295,9 @@ impl Storage {
         ready: watch::Sender<usize>,
         shutdown: watch::Receiver<bool>,
         describe_interval: Duration,
-    ) -> Option<()> {
+    ) -> Option<Vec<tokio::task::JoinHandle<()>>> {
         let streams = self.streams.clone()?;
+        let mut followers = Vec::new();
         for (table, kind) in [
             (self.tables.posts.clone(), Kind::Posts),
             (self.tables.comments.clone(), Kind::Comments),
@@ -284,9 +315,9 @@ impl Storage {
                 started: false,
                 describe_interval,
             };
-            tokio::spawn(follower.run());
+            followers.push(tokio::spawn(follower.run()));
         }
-        Some(())
+        Some(followers)
     }
 }
 
