@@ -14,8 +14,10 @@ pub(super) async fn health() -> Json<Value> {
 
 /// Readiness: DynamoDB answers and the tables are there. In the scale-out mode it also
 /// says whether the instance is subscribed to the event engine (`events`: `connected`
-/// or `reconnecting`); queries and mutations work either way, so that alone does not
-/// make it unready (a blip of the engine would take the whole fleet out of service).
+/// or `reconnecting`), and whether a relay was heard in the last seconds (`relays`:
+/// `active` or `silent`: without one, no event comes); queries and mutations work either
+/// way, so neither makes it unready (a blip of the engine would take the whole fleet out
+/// of service).
 pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, mut body) = if state.readiness.check(&state.storage).await {
         (StatusCode::OK, json!({ "status": "ready" }))
@@ -30,6 +32,11 @@ pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
             "connected"
         } else {
             "reconnecting"
+        });
+        body["relays"] = json!(if feed.relays_active() == Some(true) {
+            "active"
+        } else {
+            "silent"
         });
     }
     (status, Json(body))

@@ -201,7 +201,7 @@ fn comment_from_record(r: CommentRecord) -> anyhow::Result<Comment> {
 }
 
 /// An event as JSON, for the engine.
-pub(crate) fn event_to_json(event: &Event) -> serde_json::Value {
+pub(crate) fn event_to_json(event: &Event) -> anyhow::Result<serde_json::Value> {
     let record = match event {
         Event::CommentAdded(c) => EventRecord::CommentAdded(comment_record(c)),
         Event::CommentUpdated(c) => EventRecord::CommentUpdated(comment_record(c)),
@@ -210,7 +210,7 @@ pub(crate) fn event_to_json(event: &Event) -> serde_json::Value {
         Event::PostUpdated(p) => EventRecord::PostUpdated(post_record(p)),
         Event::PostDeleted(p) => EventRecord::PostDeleted(post_record(p)),
     };
-    serde_json::to_value(record).unwrap_or_default()
+    serde_json::to_value(record).context("an event could not be written as JSON")
 }
 
 /// An event from the engine's JSON.

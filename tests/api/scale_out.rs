@@ -363,7 +363,28 @@ async fn four_instances_and_two_relays_deliver_every_event_once_through_a_relay_
             subscribers.push((instance, post.clone(), client));
         }
     }
+    // And one on a post of its own, to time one event from the write to every instance.
+    apps[0].add_post("post-probe", "user-1", 9).await;
+    let mut probes = Vec::new();
+    for app in &apps {
+        let mut client = Client::connect(app, None).await;
+        client
+            .subscribe("1", COMMENTS, json!({ "post": "post-probe" }))
+            .await;
+        probes.push(client);
+    }
     tokio::time::sleep(SUBSCRIBED).await;
+    let written = Instant::now();
+    add_comment(&apps[1], "user-1", "post-probe", "probe").await;
+    let latencies = futures::future::join_all(probes.iter_mut().map(|client| async move {
+        client
+            .event("1", Duration::from_secs(10))
+            .await
+            .expect("the probe's event");
+        written.elapsed()
+    }))
+    .await;
+    eprintln!("scale-out: one comment reached the 4 instances' subscribers in {latencies:?}");
 
     // Each post's comments are written in sequence (their expected order), alternately
     // through the four instances and raw in Da Vinci's format; the posts at once. The
@@ -516,16 +537,17 @@ async fn ready(app: &TestApp) -> Value {
         .expect("json")
 }
 
-async fn wait_for_events_state(app: &TestApp, state: &str) {
+/// Waits until `/ready` says `value` for `field` (`events`, `relays`).
+async fn wait_for_ready(app: &TestApp, field: &str, value: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = ready(app).await;
-        if body["events"] == json!(state) {
+        if body[field] == json!(value) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "/ready never said events {state}: {body}"
+            "/ready never said {field} {value}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -537,14 +559,15 @@ async fn serving_instances_reconnect_to_a_restarted_engine_and_tell_their_subscr
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
-    let _relay = relay(&settings, &redis, "relay-r", free_port());
+    let mut relay = relay(&settings, &redis, "relay-r", free_port());
     let apps = serving(&settings, &redis, 2).await;
     comments_holder(&storage, None, Duration::from_secs(30)).await;
     apps[0].add_user("user-1", "alice").await;
     apps[0].add_post("post-1", "user-1", 0).await;
+    wait_for_ready(&apps[0], "relays", "active").await;
     assert_eq!(
         ready(&apps[0]).await,
-        json!({ "status": "ready", "events": "connected" })
+        json!({ "status": "ready", "events": "connected", "relays": "active" })
     );
 
     let mut clients = Vec::new();
@@ -581,7 +604,7 @@ async fn serving_instances_reconnect_to_a_restarted_engine_and_tell_their_subscr
         assert_eq!(last["type"], json!("complete"), "{last}");
     }
     for app in &apps {
-        wait_for_events_state(app, "reconnecting").await;
+        wait_for_ready(app, "events", "reconnecting").await;
         assert_eq!(
             ready(app).await["status"],
             json!("ready"),
@@ -605,7 +628,7 @@ async fn serving_instances_reconnect_to_a_restarted_engine_and_tell_their_subscr
 
     redis.script("start");
     for app in &apps {
-        wait_for_events_state(app, "connected").await;
+        wait_for_ready(app, "events", "connected").await;
     }
     let mut again = Client::connect(&apps[1], None).await;
     again
@@ -618,4 +641,12 @@ async fn serving_instances_reconnect_to_a_restarted_engine_and_tell_their_subscr
         .await
         .expect("an event after the restart");
     assert_eq!(event["data"]["commentAdded"]["content"], json!("after"));
+
+    // Without a relay no event comes: /ready says so, a few seconds after the last one
+    // went quiet.
+    relay.kill().await.expect("killed");
+    for app in &apps {
+        wait_for_ready(app, "relays", "silent").await;
+        assert_eq!(ready(app).await["events"], json!("connected"));
+    }
 }

@@ -63,6 +63,43 @@ impl EngineSettings {
     }
 }
 
+/// How often a relay says on the channel that it runs.
+pub(super) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long without a relay's heartbeat before serving instances call the relays silent.
+const RELAYS_SILENT_AFTER: Duration = Duration::from_secs(6);
+
+/// What goes on the channel: an event, or a relay's heartbeat.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Wire {
+    Heartbeat {
+        /// The relay's name.
+        heartbeat: String,
+    },
+    Event(Message),
+}
+
+/// Whether a relay was heard lately: serving instances say so in `/ready`, since
+/// without one no event comes, however well the instance is subscribed.
+#[derive(Clone, Default)]
+pub(super) struct RelaysHeard(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl RelaysHeard {
+    fn heard(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    pub(super) fn active(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < RELAYS_SILENT_AFTER)
+    }
+}
+
 /// One event on the channel.
 #[derive(Serialize, Deserialize)]
 struct Message {
@@ -89,6 +126,22 @@ impl Publisher {
         })
     }
 
+    /// Says on the channel that relay `relay` runs, every [`HEARTBEAT_INTERVAL`] until
+    /// `shutdown`.
+    pub(super) async fn heartbeats(&self, relay: String, mut shutdown: watch::Receiver<bool>) {
+        let message = serde_json::json!({ "heartbeat": relay }).to_string();
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.publish(&self.channel, &message).ignore();
+            if let Err(err) = self.send(pipe).await {
+                tracing::debug!(error = ?err, "a heartbeat did not reach the engine");
+            }
+            if sleep_or_shutdown(HEARTBEAT_INTERVAL, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
     /// Publishes a shard's events, in order, and returns once the engine took them all.
     pub(super) async fn publish(
         &self,
@@ -103,10 +156,17 @@ impl Publisher {
             let message = serde_json::to_string(&Message {
                 source: source.to_owned(),
                 seq: seq.clone(),
-                event: event_to_json(event),
+                event: event_to_json(event)?,
             })?;
             pipe.publish(&self.channel, message).ignore();
         }
+        self.send(pipe).await?;
+        crate::metrics::engine_events("published", events.len() as u64);
+        Ok(())
+    }
+
+    /// Sends commands on the connection (made again if the last one failed).
+    async fn send(&self, pipe: redis::Pipeline) -> anyhow::Result<()> {
         let mut slot = self.connection.lock().await;
         let mut connection = match slot.take() {
             Some(connection) => connection,
@@ -123,7 +183,6 @@ impl Publisher {
                 .context("publishing to the engine timed out")?;
         sent.context("publishing to the engine")?;
         *slot = Some(connection);
-        crate::metrics::engine_events("published", events.len() as u64);
         Ok(())
     }
 }
@@ -137,6 +196,8 @@ pub(super) struct Subscriber {
     pub(super) ready: watch::Sender<usize>,
     /// Raised each time the subscription is lost: subscriptions that began before end.
     pub(super) interrupted: watch::Sender<u64>,
+    /// When a relay's heartbeat last came.
+    pub(super) relays: RelaysHeard,
     pub(super) shutdown: watch::Receiver<bool>,
 }
 
@@ -223,8 +284,13 @@ impl Subscriber {
 
     /// Passes an event on to this instance's subscribers, unless it was passed on before.
     fn pass_on(&self, payload: &[u8], last: &mut HashMap<String, (String, Instant)>) {
-        let message: Message = match serde_json::from_slice(payload) {
-            Ok(message) => message,
+        let message = match serde_json::from_slice(payload) {
+            Ok(Wire::Event(message)) => message,
+            Ok(Wire::Heartbeat { heartbeat }) => {
+                tracing::trace!(relay = %heartbeat, "a relay's heartbeat");
+                self.relays.heard();
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "skipped a message on the events channel that is not an event");
                 return;

@@ -51,7 +51,7 @@ use tokio::sync::{broadcast, watch};
 pub use self::engine::EngineSettings;
 use self::{
     checkpoints::{Checkpoints, MemoryCheckpoints},
-    engine::{Publisher, Subscriber},
+    engine::{Publisher, RelaysHeard, Subscriber},
     follower::Follower,
     leases::Leases,
 };
@@ -70,7 +70,8 @@ pub struct EventFeed {
     ready: watch::Receiver<usize>,
     published: Arc<AtomicU64>,
     interrupted: watch::Receiver<u64>,
-    engine: bool,
+    /// In the scale-out mode: when a relay was last heard.
+    relays: Option<RelaysHeard>,
 }
 
 impl EventFeed {
@@ -101,7 +102,13 @@ impl EventFeed {
 
     /// Whether events come from an engine (the scale-out mode).
     pub fn from_engine(&self) -> bool {
-        self.engine
+        self.relays.is_some()
+    }
+
+    /// In the scale-out mode, whether a relay's heartbeat came lately (without a relay,
+    /// no event comes); `None` in the default mode.
+    pub fn relays_active(&self) -> Option<bool> {
+        self.relays.as_ref().map(RelaysHeard::active)
     }
 
     /// Turns each time the feed loses events (its engine out of reach): subscriptions
@@ -177,9 +184,9 @@ impl Kind {
     }
 }
 
-/// A feed with nothing in it yet.
+/// A feed with nothing in it yet (`relays`: the scale-out mode's).
 fn feed(
-    engine: bool,
+    relays: Option<RelaysHeard>,
 ) -> (
     EventFeed,
     broadcast::Sender<Event>,
@@ -194,7 +201,7 @@ fn feed(
         ready,
         published: Arc::new(AtomicU64::new(0)),
         interrupted,
-        engine,
+        relays,
     };
     (feed, sender, ready_tx, interrupted_tx)
 }
@@ -209,7 +216,7 @@ impl Storage {
         shutdown: watch::Receiver<bool>,
         describe_interval: Duration,
     ) -> Option<EventFeed> {
-        let (feed, sender, ready, _) = feed(false);
+        let (feed, sender, ready, _) = feed(None);
         let outlet = Outlet::Local {
             sender,
             published: feed.published.clone(),
@@ -233,13 +240,15 @@ impl Storage {
         settings: EngineSettings,
         shutdown: watch::Receiver<bool>,
     ) -> EventFeed {
-        let (feed, sender, ready, interrupted) = feed(true);
+        let relays = RelaysHeard::default();
+        let (feed, sender, ready, interrupted) = feed(Some(relays.clone()));
         let subscriber = Subscriber {
             settings,
             sender,
             published: feed.published.clone(),
             ready,
             interrupted,
+            relays,
             shutdown,
         };
         tokio::spawn(subscriber.run());
@@ -259,6 +268,11 @@ impl Storage {
         status: &RelayStatus,
     ) -> anyhow::Result<()> {
         let publisher = Arc::new(Publisher::new(settings)?);
+        let heartbeats = {
+            let publisher = publisher.clone();
+            let (owner, shutdown) = (owner.clone(), shutdown.clone());
+            tokio::spawn(async move { publisher.heartbeats(owner, shutdown).await })
+        };
         let (leases, renewing) = Leases::start(
             self.client.clone(),
             self.tables.idempotency.clone(),
@@ -283,6 +297,7 @@ impl Storage {
             let _ = follower.await;
         }
         let _ = renewing.await;
+        let _ = heartbeats.await;
         leases.release_all().await;
         Ok(())
     }
