@@ -301,7 +301,8 @@ impl Floor {
     }
 
     /// `AddComment`: the transaction (the comment, its post's counter, a check that the
-    /// author exists, the comment's counted guard); then the author and the post at once. Three requests.
+    /// author exists, the comment's counted guard); then the author and the post at once.
+    /// Three requests.
     pub(crate) async fn add_comment(
         &self,
         post: &str,

@@ -461,15 +461,20 @@ impl Checkpoints for Leases {
 
 /// A position as a lease keeps it.
 fn encode(position: &Position) -> String {
-    match position {
-        // Never kept: a reader from LATEST saves when it began instead.
-        Position::Latest | Position::Beginning => "beginning".to_owned(),
-        Position::Since(at) => format!(
+    let since = |at: &SystemTime| {
+        format!(
             "since:{}",
             at.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis()
-        ),
+        )
+    };
+    match position {
+        // Not kept (a reader from LATEST saves when it began instead); were it, "from now"
+        // is what it means.
+        Position::Latest => since(&SystemTime::now()),
+        Position::Beginning => "beginning".to_owned(),
+        Position::Since(at) => since(at),
         Position::After(sequence) => format!("after:{sequence}"),
         Position::Finished => "finished".to_owned(),
     }
