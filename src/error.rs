@@ -247,6 +247,12 @@ impl AppError {
         Self::OutcomeUnknown(Arc::new(Cause::new(source.into())))
     }
 
+    /// Whether trying again later may succeed: DynamoDB was unavailable, throttled, too
+    /// slow, or gave no answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::ServiceUnavailable(_) | Self::OutcomeUnknown(_))
+    }
+
     /// Whether the change may have been made although the request failed.
     pub fn outcome_is_unknown(&self) -> bool {
         matches!(self, Self::OutcomeUnknown(_))

@@ -119,15 +119,12 @@ pub fn relay_router(relay: crate::storage::RelayStatus) -> Router {
             get(move || {
                 let relay = relay.clone();
                 async move {
-                    let body = serde_json::json!({
-                        "status": if relay.ready() { "ready" } else { "starting" },
-                        "leases": relay.leases(),
-                    });
-                    let status = if relay.ready() {
-                        StatusCode::OK
+                    let (status, word) = if relay.ready() {
+                        (StatusCode::OK, "ready")
                     } else {
-                        StatusCode::SERVICE_UNAVAILABLE
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
                     };
+                    let body = serde_json::json!({ "status": word, "leases": relay.leases() });
                     (status, axum::Json(body))
                 }
             }),

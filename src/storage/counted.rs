@@ -150,7 +150,17 @@ impl Storage {
             let outcome = if known.contains(key.as_str()) {
                 Counting::AlreadyCounted
             } else {
-                self.count_change(*change, comment).await?
+                match self.count_change(*change, comment).await {
+                    Ok(outcome) => outcome,
+                    // A fault that passes: the page is counted again (what is counted
+                    // stays counted).
+                    Err(err) if err.is_transient() => return Err(err),
+                    // One that will not must not hold up the others.
+                    Err(err) => {
+                        tracing::error!(comment = %comment.id, post = %comment.post_id, ?change, error = ?err, "counting a comment change failed for good; `recount` repairs its post");
+                        Counting::NothingToCount
+                    }
+                }
             };
             outcomes.push(outcome);
         }
@@ -202,9 +212,11 @@ impl Storage {
                 // No post, or none left to take away: nothing to count, ever.
                 None => {}
                 Some(Some(count)) if change == Change::Removed && count <= 0 => {}
-                // Written without a counter: make it, then try again.
+                // Written without a counter: make it, then try again. A removal that the
+                // index shows already is dealt with by the count itself (its guards).
                 Some(None) => {
-                    self.count_and_guard_comments(&comment.post_id).await?;
+                    let removed = (change == Change::Removed).then_some(comment);
+                    self.make_counter_guarded(&comment.post_id, removed).await?;
                     continue;
                 }
                 // A counter appeared meanwhile: try again.
@@ -248,6 +260,18 @@ impl Storage {
     /// count them. Past 99 comments the guards go first and the counter after, which a
     /// concurrent count of the same post could skew; `recount` repairs that.
     pub(crate) async fn count_and_guard_comments(&self, post: &PostId) -> Result<i64, AppError> {
+        self.make_counter_guarded(post, None).await
+    }
+
+    /// [`Storage::count_and_guard_comments`], for a stream reader counting the removal
+    /// of `removed` from a post without a counter: when the index no longer shows it,
+    /// the count leaves it out, and the transaction that makes the counter also guards
+    /// its addition and its removal (neither is to move the counter any more).
+    async fn make_counter_guarded(
+        &self,
+        post: &PostId,
+        removed: Option<&Comment>,
+    ) -> Result<i64, AppError> {
         let key = (POST_ID, post.as_str());
         match self.get(&self.tables.posts, key).await? {
             None => return Ok(0),
@@ -260,8 +284,14 @@ impl Storage {
         let comments = self.all_comments_of(post).await?;
         let counted = i64::try_from(comments.len()).unwrap_or(i64::MAX);
         let guarded: Vec<&Comment> = comments.iter().filter_map(|c| c.as_ref()).collect();
-        if guarded.len() > GUARDS_WITH_COUNTER {
-            self.guard_comments_of(post).await?;
+        // The removal, when the count does not include its comment: both its guards.
+        let gone = removed.filter(|removed| !guarded.iter().any(|c| c.id == removed.id));
+        let extra = if gone.is_some() { 2 } else { 0 };
+        if guarded.len() + extra > GUARDS_WITH_COUNTER {
+            self.put_added_guards_all(&guarded).await?;
+            if let Some(gone) = gone {
+                self.put_guards_anyway(gone).await?;
+            }
             return self
                 .make_counter(&self.tables.posts, key, COMMENT_COUNT, counted)
                 .await;
@@ -281,12 +311,11 @@ impl Storage {
             TransactWriteItem::builder().update(counter).build(),
         )];
         for comment in guarded {
-            let put = Put::builder()
-                .table_name(&self.tables.idempotency)
-                .set_item(Some(self.guard_item(comment, Change::Added)))
-                .build()
-                .map_err(AppError::internal)?;
-            items.push((Part::Counted, TransactWriteItem::builder().put(put).build()));
+            items.push(self.counted_guard_anyway(comment, Change::Added)?);
+        }
+        if let Some(gone) = gone {
+            items.push(self.counted_guard_anyway(gone, Change::Added)?);
+            items.push(self.counted_guard_anyway(gone, Change::Removed)?);
         }
         match self.transact(items, None, |_| OnCancel::Retry).await? {
             Transacted::Applied => {
@@ -302,14 +331,29 @@ impl Storage {
         }
     }
 
-    /// Writes the "added" guard of every comment of `post` on the index: for `recount`,
-    /// before it sets a counter to the number of those comments.
-    pub(crate) async fn guard_comments_of(&self, post: &PostId) -> Result<(), AppError> {
+    /// Writes the "added" guard of every comment of `post` on the index, and says how
+    /// many there are: for `recount`, before it sets a counter to that number.
+    pub(crate) async fn guard_comments_of(&self, post: &PostId) -> Result<i64, AppError> {
         let comments = self.all_comments_of(post).await?;
         let guarded: Vec<&Comment> = comments.iter().filter_map(|c| c.as_ref()).collect();
-        for chunk in guarded.chunks(25) {
+        self.put_added_guards_all(&guarded).await?;
+        Ok(i64::try_from(comments.len()).unwrap_or(i64::MAX))
+    }
+
+    async fn put_added_guards_all(&self, comments: &[&Comment]) -> Result<(), AppError> {
+        for chunk in comments.chunks(25) {
             self.put_added_guards(chunk).await?;
         }
+        Ok(())
+    }
+
+    /// Both guards of a comment removed before its post's counter was made.
+    async fn put_guards_anyway(&self, comment: &Comment) -> Result<(), AppError> {
+        let items = vec![
+            self.counted_guard_anyway(comment, Change::Added)?,
+            self.counted_guard_anyway(comment, Change::Removed)?,
+        ];
+        self.transact(items, None, |_| OnCancel::Retry).await?;
         Ok(())
     }
 

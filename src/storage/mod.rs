@@ -253,6 +253,7 @@ where
                     | "RequestLimitExceeded"
                     | "InternalServerError"
                     | "ServiceUnavailable"
+                    | "TransactionConflictException"
             )
         ),
         _ => false,

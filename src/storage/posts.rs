@@ -153,9 +153,9 @@ impl Posts<'_> {
     }
 
     /// Deletes a post and its comments; only its author may. The comments go first, 49 to
-    /// a transaction (each with its counted guard) that also lowers the post's counter, so that every step leaves a
-    /// consistent blog (a post with fewer comments, its count exact) and never a comment
-    /// without its post. The post goes last, once no comment is left; if anything fails
+    /// a transaction (each with its counted guard) that also lowers the post's counter,
+    /// so that every step leaves a consistent blog (a post with fewer comments, its count
+    /// exact) and never a comment without its post. The post goes last, once no comment is left; if anything fails
     /// on the way, calling again carries on where it stopped.
     pub async fn delete(
         &self,

@@ -209,9 +209,12 @@ impl Storage {
                 continue;
             }
             if let Which::Post(id) = &which {
-                // The comments counted are guarded first, so that a stream reader that has
-                // yet to read one's record does not count it again after the repair.
-                self.guard_comments_of(id).await?;
+                // The comments are listed and guarded first, so that a stream reader that
+                // has yet to read one's record does not count it again after the repair;
+                // the listing must agree with the count, or writes are moving it.
+                if self.guard_comments_of(id).await? != counted {
+                    continue;
+                }
             }
             if self.set_counter(&counter, was, counted).await? {
                 tracing::warn!(counter = %counter.name, ?was, now = counted, "repaired a counter");

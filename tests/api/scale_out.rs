@@ -305,6 +305,57 @@ async fn comments_written_or_deleted_by_other_programs_move_the_counter_once() {
     assert!(drifted.is_empty(), "{drifted:?}");
 }
 
+#[tokio::test]
+async fn a_comment_deleted_from_a_post_without_a_counter_is_taken_off_once() {
+    // A Da Vinci post and its comments, written while no reader ran: no counter, and no
+    // record any reader will see.
+    let settings = test_settings(dynamodb_endpoint());
+    let storage = Storage::connect(&settings).await.expect("storage");
+    storage.create_tables().await.expect("tables");
+    let item: HashMap<String, AttributeValue> = [
+        ("PostId", AttributeValue::S("post-1".into())),
+        ("UserId", AttributeValue::S("user-1".into())),
+        ("Title", AttributeValue::S("Da Vinci's".into())),
+        ("Content", AttributeValue::S("Written elsewhere".into())),
+        ("CreatedAt", AttributeValue::N("1735732800".into())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    raw_client()
+        .put_item()
+        .table_name(&storage.tables().posts)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put");
+    for i in 0..3 {
+        put_raw_comment(&storage, &format!("raw-{i}"), "post-1", "user-1").await;
+    }
+    let mut config = test_config(settings.clone());
+    config.live = live();
+    let app = spawn_app_until(config, storage, std::future::pending()).await;
+    app.add_user("user-1", "alice").await;
+
+    // Deleted raw: the reader meets a post without a counter, makes it, and takes the
+    // comment off once (whether or not the index still showed it). Watched in the table,
+    // since a query of `commentCount` would make the counter itself.
+    delete_raw_comment(&app.storage, "raw-0").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let posts = app.scan("posts").await;
+        if posts[0].contains_key("CommentCount") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "post-1 got no counter: {posts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_count_settles(&app, "post-1", 2).await;
+}
+
 /// What one subscriber received: comment ids in order, and whether it ended in an error.
 async fn collect(mut client: Client, expected: usize, wait: Duration) -> Vec<String> {
     let mut ids = Vec::new();

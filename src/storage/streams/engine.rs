@@ -75,12 +75,16 @@ enum Wire {
     Heartbeat {
         /// The relay's name.
         heartbeat: String,
+        /// How many shard leases it holds.
+        #[serde(default)]
+        leases: usize,
     },
     Event(Message),
 }
 
-/// Whether a relay was heard lately: serving instances say so in `/ready`, since
-/// without one no event comes, however well the instance is subscribed.
+/// Whether a relay that holds leases (reads shards) was heard lately: serving instances
+/// say so in `/ready`, since without one no event comes, however well the instance is
+/// subscribed.
 #[derive(Clone, Default)]
 pub(super) struct RelaysHeard(Arc<std::sync::Mutex<Option<Instant>>>);
 
@@ -126,13 +130,18 @@ impl Publisher {
         })
     }
 
-    /// Says on the channel that relay `relay` runs, every [`HEARTBEAT_INTERVAL`] until
-    /// `shutdown`.
-    pub(super) async fn heartbeats(&self, relay: String, mut shutdown: watch::Receiver<bool>) {
-        let message = serde_json::json!({ "heartbeat": relay }).to_string();
+    /// Says on the channel that relay `relay` runs, and how many shard leases it holds
+    /// (`leases`), every [`HEARTBEAT_INTERVAL`] until `shutdown`.
+    pub(super) async fn heartbeats(
+        &self,
+        relay: String,
+        leases: impl Fn() -> usize,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
+            let message = serde_json::json!({ "heartbeat": relay, "leases": leases() });
             let mut pipe = redis::pipe();
-            pipe.publish(&self.channel, &message).ignore();
+            pipe.publish(&self.channel, message.to_string()).ignore();
             if let Err(err) = self.send(pipe).await {
                 tracing::debug!(error = ?err, "a heartbeat did not reach the engine");
             }
@@ -286,9 +295,12 @@ impl Subscriber {
     fn pass_on(&self, payload: &[u8], last: &mut HashMap<String, (String, Instant)>) {
         let message = match serde_json::from_slice(payload) {
             Ok(Wire::Event(message)) => message,
-            Ok(Wire::Heartbeat { heartbeat }) => {
-                tracing::trace!(relay = %heartbeat, "a relay's heartbeat");
-                self.relays.heard();
+            Ok(Wire::Heartbeat { heartbeat, leases }) => {
+                tracing::trace!(relay = %heartbeat, leases, "a relay's heartbeat");
+                // A relay that reads nothing is no relay for events.
+                if leases > 0 {
+                    self.relays.heard();
+                }
                 return;
             }
             Err(err) => {

@@ -76,8 +76,8 @@ fn key(stream: &str, shard: &str) -> String {
 }
 
 impl Leases {
-    /// The leases of relay `owner`, kept in `table`; they are renewed until `shutdown`,
-    /// and given back then.
+    /// The leases of relay `owner`, kept in `table`; they are renewed until `shutdown`
+    /// (the relay gives them back once its readers stop: [`Leases::release_all`]).
     pub(super) fn start(
         client: Client,
         table: String,
@@ -112,9 +112,7 @@ impl Leases {
             .keys()
             .cloned()
             .collect();
-        for key in keys {
-            self.release_key(&key).await;
-        }
+        futures::future::join_all(keys.iter().map(|key| self.release_key(key))).await;
     }
 
     /// Takes the lease of a shard if it is free or its holder is gone. `Some` with the
@@ -266,9 +264,12 @@ impl Leases {
                 .iter()
                 .map(|(key, held)| (key.clone(), held.counter))
                 .collect();
-            for (key, counter) in held {
-                self.renew_one(&key, counter + 1).await;
-            }
+            // All at once, so that one slow renewal does not hold up the others.
+            futures::future::join_all(
+                held.iter()
+                    .map(|(key, counter)| self.renew_one(key, counter + 1)),
+            )
+            .await;
         }
     }
 

@@ -268,17 +268,21 @@ impl Storage {
         status: &RelayStatus,
     ) -> anyhow::Result<()> {
         let publisher = Arc::new(Publisher::new(settings)?);
-        let heartbeats = {
-            let publisher = publisher.clone();
-            let (owner, shutdown) = (owner.clone(), shutdown.clone());
-            tokio::spawn(async move { publisher.heartbeats(owner, shutdown).await })
-        };
         let (leases, renewing) = Leases::start(
             self.client.clone(),
             self.tables.idempotency.clone(),
-            owner,
+            owner.clone(),
             shutdown.clone(),
         );
+        let heartbeats = {
+            let (publisher, leases) = (publisher.clone(), leases.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                publisher
+                    .heartbeats(owner, move || leases.held(), shutdown)
+                    .await;
+            })
+        };
         let (ready, started) = watch::channel(0usize);
         let checkpoints: Arc<dyn Checkpoints> = leases.clone();
         let followers = self
@@ -294,11 +298,14 @@ impl Storage {
         let _ = status.leases.set(leases.clone());
         let _ = status.started.set(started);
         for follower in followers {
-            let _ = follower.await;
+            if let Err(err) = follower.await {
+                tracing::error!(error = %err, "a stream follower failed");
+            }
         }
         let _ = renewing.await;
-        let _ = heartbeats.await;
+        // Given back at once, so that the other relay takes over without waiting.
         leases.release_all().await;
+        heartbeats.abort();
         Ok(())
     }
 

@@ -20,7 +20,6 @@ use super::{
 };
 use crate::{
     domain::{Comment, Event, Post},
-    error::AppError,
     storage::{
         Storage,
         attributes::{CONTENT, TITLE},
@@ -329,18 +328,13 @@ impl ShardReader {
                 Ok(()) => return true,
                 // A fault that will not pass (a malformed item, a request DynamoDB refuses,
                 // a permission missing) must not stop the stream: logged, and passed over.
-                Err(err)
-                    if !matches!(
-                        err,
-                        AppError::ServiceUnavailable(_) | AppError::OutcomeUnknown(_)
-                    ) =>
-                {
-                    tracing::error!(table = %self.table, shard = %self.shard, error = ?err.internal_source(), "counting comments written without the API failed for good; these changes are not counted (`recount` repairs them)");
+                Err(err) if !err.is_transient() => {
+                    tracing::error!(table = %self.table, shard = %self.shard, error = ?err, "counting comments written without the API failed for good; these changes are not counted (`recount` repairs them)");
                     return true;
                 }
                 Err(err) => {
                     failures += 1;
-                    tracing::warn!(table = %self.table, shard = %self.shard, error = ?err.internal_source(), "counting comments written without the API failed; retrying");
+                    tracing::warn!(table = %self.table, shard = %self.shard, error = ?err, "counting comments written without the API failed; retrying");
                     if self.pause(failures).await || self.stopping() {
                         return false;
                     }
