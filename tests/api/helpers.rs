@@ -175,6 +175,20 @@ pub(crate) fn test_config(storage: StorageSettings) -> Config {
     }
 }
 
+/// The flags that point a `blog-graphql` subprocess at a test's tables.
+pub(crate) fn table_args(settings: &StorageSettings) -> [String; 8] {
+    [
+        "--app-name".into(),
+        settings.app_name.clone(),
+        "--deployment-id".into(),
+        settings.deployment_id.clone(),
+        "--endpoint-url".into(),
+        settings.endpoint_url.clone().expect("local"),
+        "--region".into(),
+        settings.region.clone().expect("a region"),
+    ]
+}
+
 /// New, empty tables of their own for a test: their configuration and storage.
 pub(crate) async fn fresh_tables() -> (Config, Storage) {
     let settings = test_settings(dynamodb_endpoint());

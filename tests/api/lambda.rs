@@ -19,7 +19,7 @@ use blog_graphql::{auth::Authenticator, domain::UserId};
 use serde_json::{Value, json};
 use tokio::{process::Command, sync::Notify};
 
-use crate::helpers::{OPERATIONS, fresh_tables};
+use crate::helpers::{OPERATIONS, fresh_tables, table_args};
 
 /// The Runtime API's side: events waiting to be handed out, and what came back.
 #[derive(Default)]
@@ -222,13 +222,7 @@ async fn the_lambda_function_answers_the_canonical_operations_from_api_gateway_e
     let started = Instant::now();
     let _function = Command::new(env!("CARGO_BIN_EXE_blog-graphql"))
         .arg("lambda")
-        .args(["--app-name", &settings.app_name])
-        .args(["--deployment-id", &settings.deployment_id])
-        .args([
-            "--endpoint-url",
-            settings.endpoint_url.as_deref().expect("local"),
-        ])
-        .args(["--region", settings.region.as_deref().expect("a region")])
+        .args(table_args(settings))
         .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "blog")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")

@@ -10,7 +10,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{free_port, fresh_tables};
+use crate::helpers::{free_port, fresh_tables, table_args};
 
 pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -35,13 +35,7 @@ pub(crate) async fn serve_with_tables(
     let mut command = Command::new(env!("CARGO_BIN_EXE_blog-graphql"));
     command
         .arg("serve")
-        .args(["--app-name", &settings.app_name])
-        .args(["--deployment-id", &settings.deployment_id])
-        .args([
-            "--endpoint-url",
-            settings.endpoint_url.as_deref().expect("local"),
-        ])
-        .args(["--region", settings.region.as_deref().expect("a region")])
+        .args(table_args(&settings))
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("JWT_SECRET", "a-secret-of-sixteen-bytes-at-least")

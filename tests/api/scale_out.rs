@@ -20,8 +20,8 @@ use tokio::process::{Child, Command};
 
 use crate::{
     helpers::{
-        TestApp, dynamodb_endpoint, free_port, raw_client, spawn_app_until, test_config,
-        test_settings,
+        TestApp, dynamodb_endpoint, free_port, raw_client, spawn_app_until, table_args,
+        test_config, test_settings,
     },
     subscriptions::{COMMENTS, SUBSCRIBED, live, live_servers},
     ws_client::Client,
@@ -75,13 +75,7 @@ fn relay(settings: &StorageSettings, redis: &Redis, id: &str, port: u16) -> Chil
     let log = std::fs::File::create(root().join(format!("target/relay-{id}.log"))).expect("log");
     Command::new(env!("CARGO_BIN_EXE_blog-graphql"))
         .arg("relay")
-        .args(["--app-name", &settings.app_name])
-        .args(["--deployment-id", &settings.deployment_id])
-        .args([
-            "--endpoint-url",
-            settings.endpoint_url.as_deref().expect("local"),
-        ])
-        .args(["--region", settings.region.as_deref().expect("a region")])
+        .args(table_args(settings))
         .args(["--relay-id", id])
         .env("REDIS_URL", redis.url())
         .env("PORT", port.to_string())
@@ -166,26 +160,50 @@ async fn comments_holder(storage: &Storage, not: Option<&str>, wait: Duration) -
     }
 }
 
-/// A comment item as Da Vinci's `TableClient` puts it.
-async fn put_raw_comment(storage: &Storage, id: &str, post: &str, author: &str) {
-    let created = format!("{:.6}", chrono::Utc::now().timestamp_micros() as f64 / 1e6);
-    let item: HashMap<String, AttributeValue> = [
-        ("CommentId", AttributeValue::S(id.into())),
-        ("PostId", AttributeValue::S(post.into())),
-        ("UserId", AttributeValue::S(author.into())),
-        ("Content", AttributeValue::S(format!("Raw {id}"))),
-        ("CreatedAt", AttributeValue::N(created)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+/// An item put straight into `table`, as another program writes it.
+async fn put_raw(table: &str, attributes: [(&str, AttributeValue); 5]) {
+    let item: HashMap<String, AttributeValue> = attributes
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     raw_client()
         .put_item()
-        .table_name(&storage.tables().comments)
+        .table_name(table)
         .set_item(Some(item))
         .send()
         .await
         .expect("put");
+}
+
+/// A post item as Da Vinci's `TableClient` puts it: no `CommentCount`.
+async fn put_raw_post(storage: &Storage, id: &str, author: &str) {
+    put_raw(
+        &storage.tables().posts,
+        [
+            ("PostId", AttributeValue::S(id.into())),
+            ("UserId", AttributeValue::S(author.into())),
+            ("Title", AttributeValue::S("Da Vinci's".into())),
+            ("Content", AttributeValue::S("Written elsewhere".into())),
+            ("CreatedAt", AttributeValue::N("1735732800".into())),
+        ],
+    )
+    .await;
+}
+
+/// A comment item as Da Vinci's `TableClient` puts it.
+async fn put_raw_comment(storage: &Storage, id: &str, post: &str, author: &str) {
+    let created = format!("{:.6}", chrono::Utc::now().timestamp_micros() as f64 / 1e6);
+    put_raw(
+        &storage.tables().comments,
+        [
+            ("CommentId", AttributeValue::S(id.into())),
+            ("PostId", AttributeValue::S(post.into())),
+            ("UserId", AttributeValue::S(author.into())),
+            ("Content", AttributeValue::S(format!("Raw {id}"))),
+            ("CreatedAt", AttributeValue::N(created)),
+        ],
+    )
+    .await;
 }
 
 async fn delete_raw_comment(storage: &Storage, id: &str) {
@@ -257,23 +275,7 @@ async fn comments_written_or_deleted_by_other_programs_move_the_counter_once() {
     assert_count_settles(app, "post-1", 4).await;
 
     // A post Da Vinci wrote, without a counter, gets one.
-    let item: HashMap<String, AttributeValue> = [
-        ("PostId", AttributeValue::S("post-2".into())),
-        ("UserId", AttributeValue::S("user-1".into())),
-        ("Title", AttributeValue::S("Da Vinci's".into())),
-        ("Content", AttributeValue::S("Written elsewhere".into())),
-        ("CreatedAt", AttributeValue::N("1735732800".into())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    raw_client()
-        .put_item()
-        .table_name(&app.storage.tables().posts)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("put");
+    put_raw_post(&app.storage, "post-2", "user-1").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let posts = app.scan("posts").await;
@@ -312,23 +314,7 @@ async fn a_comment_deleted_from_a_post_without_a_counter_is_taken_off_once() {
     let settings = test_settings(dynamodb_endpoint());
     let storage = Storage::connect(&settings).await.expect("storage");
     storage.create_tables().await.expect("tables");
-    let item: HashMap<String, AttributeValue> = [
-        ("PostId", AttributeValue::S("post-1".into())),
-        ("UserId", AttributeValue::S("user-1".into())),
-        ("Title", AttributeValue::S("Da Vinci's".into())),
-        ("Content", AttributeValue::S("Written elsewhere".into())),
-        ("CreatedAt", AttributeValue::N("1735732800".into())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    raw_client()
-        .put_item()
-        .table_name(&storage.tables().posts)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("put");
+    put_raw_post(&storage, "post-1", "user-1").await;
     for i in 0..3 {
         put_raw_comment(&storage, &format!("raw-{i}"), "post-1", "user-1").await;
     }
