@@ -84,40 +84,42 @@ pub(crate) enum Counting {
 }
 
 impl Storage {
-    /// The guard of `change` of `comment`, for the API's transaction that makes the
-    /// change and moves the counter.
+    /// The guard of `change` of `comment`, on the condition that it is missing: for the
+    /// transactions (the API's, or a reader's) that make the change count.
     pub(crate) fn counted_guard(
         &self,
         comment: &Comment,
         change: Change,
     ) -> Result<(Part, TransactWriteItem), AppError> {
-        let put = self.guard_put(comment, change)?;
-        Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
+        self.guard(comment, change, true)
     }
 
     /// The guard of `change` of `comment`, written whether or not it exists: for a
-    /// deletion that finds the counter at 0, whose comment's addition a reader may not
-    /// have counted yet (and now never will).
+    /// counter made from what the index shows, and for a deletion that finds the counter
+    /// at 0, whose comment's addition a reader may not have counted yet (and now never
+    /// will).
     pub(crate) fn counted_guard_anyway(
         &self,
         comment: &Comment,
         change: Change,
     ) -> Result<(Part, TransactWriteItem), AppError> {
-        let put = Put::builder()
-            .table_name(&self.tables.idempotency)
-            .set_item(Some(self.guard_item(comment, change)))
-            .build()
-            .map_err(AppError::internal)?;
-        Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
+        self.guard(comment, change, false)
     }
 
-    fn guard_put(&self, comment: &Comment, change: Change) -> Result<Put, AppError> {
-        Put::builder()
+    fn guard(
+        &self,
+        comment: &Comment,
+        change: Change,
+        only_if_missing: bool,
+    ) -> Result<(Part, TransactWriteItem), AppError> {
+        let mut put = Put::builder()
             .table_name(&self.tables.idempotency)
-            .set_item(Some(self.guard_item(comment, change)))
-            .condition_expression(format!("attribute_not_exists({CLAIM_KEY})"))
-            .build()
-            .map_err(AppError::internal)
+            .set_item(Some(self.guard_item(comment, change)));
+        if only_if_missing {
+            put = put.condition_expression(format!("attribute_not_exists({CLAIM_KEY})"));
+        }
+        let put = put.build().map_err(AppError::internal)?;
+        Ok((Part::Counted, TransactWriteItem::builder().put(put).build()))
     }
 
     /// Counts changes of comments read from the comments' stream, each one that no
@@ -240,13 +242,8 @@ impl Storage {
 
     /// Writes a guard alone: the change is dealt with, though no counter moved.
     async fn put_guard(&self, comment: &Comment, change: Change) -> Result<(), AppError> {
-        let items = vec![(
-            Part::Counted,
-            TransactWriteItem::builder()
-                .put(self.guard_put(comment, change)?)
-                .build(),
-        )];
         // Written meanwhile by another reader: just as good.
+        let items = vec![self.counted_guard(comment, change)?];
         self.transact(items, None, |_| OnCancel::Retry).await?;
         Ok(())
     }
